@@ -1,0 +1,363 @@
+//! Decisions: a request parsed against the schema, its facts loaded in one
+//! round trip for the whole batch, and each item evaluated by the policies.
+//!
+//! Nothing here decides who may do what. It refuses what cannot be asked
+//! (unknown actions or types: a 400 naming the field) and denies what cannot
+//! be answered (unknown principal or resource: deny with the reason).
+
+use crate::entities::{self, TYPES};
+use crate::policy::{PolicyEngine, Verdict};
+use crate::store::facts::{FactKeys, MAX_KEYS};
+use crate::store::{Store, StoreError};
+use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid, EvalResult, Request};
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+
+/// How the principal of a decision was established. Set by Warden, visible
+/// to policies as `context.authn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authn {
+    /// A trusted app, authenticated by its API key, named the principal.
+    App,
+    /// Warden's own anonymous JWT.
+    AnonymousToken,
+    /// The identity provider's JWT.
+    OidcToken,
+}
+
+impl Authn {
+    /// The value policies see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Authn::App => "app",
+            Authn::AnonymousToken => "anonymous_token",
+            Authn::OidcToken => "oidc_token",
+        }
+    }
+}
+
+/// A client mistake in a decision request, naming the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct InputError {
+    /// JSON path of the field, e.g. `requests[3].action`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn input_error(field: impl Into<String>, message: impl Into<String>) -> InputError {
+    InputError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// An entity named by type (without the `Warden::` namespace) and id.
+#[derive(Clone, Debug)]
+pub struct EntityRef {
+    /// Type name, e.g. `Asset`.
+    pub ty: String,
+    /// Id.
+    pub id: String,
+}
+
+/// A decision request as received, before validation.
+#[derive(Clone, Debug)]
+pub struct RawDecision {
+    /// Who asks.
+    pub principal: EntityRef,
+    /// Action name, e.g. `read`.
+    pub action: String,
+    /// On what.
+    pub resource: EntityRef,
+    /// Extra context from the caller.
+    pub context: Map<String, Value>,
+    /// Extra entities from the caller (Cedar entity JSON).
+    pub entities: Option<Vec<Value>>,
+    /// How the principal was established.
+    pub authn: Authn,
+}
+
+/// A validated decision request.
+#[derive(Clone, Debug)]
+pub struct DecisionInput {
+    /// Principal uid.
+    pub principal: EntityUid,
+    /// Action uid.
+    pub action: EntityUid,
+    /// Resource uid.
+    pub resource: EntityUid,
+    context: Context,
+    supplied: Vec<Entity>,
+}
+
+/// Types whose entities only Warden may create: role groups come from stored
+/// memberships and grants, actions from the schema, keys from the key table.
+fn reserved(ty: &EntityTypeName) -> bool {
+    *ty == TYPES.role || *ty == TYPES.action || *ty == TYPES.api_key || *ty == TYPES.service
+}
+
+fn entity_uid(
+    engine: &PolicyEngine,
+    r: &EntityRef,
+    allowed: &[String],
+    role: &str,
+    action: &str,
+    field: &str,
+) -> Result<EntityUid, InputError> {
+    let known = engine
+        .schema()
+        .entity_types()
+        .any(|t| t.basename() == r.ty && !reserved(t));
+    if !known {
+        return Err(input_error(
+            format!("{field}.type"),
+            format!("unknown entity type {:?}; expected one of: {}", r.ty, allowed.join(", ")),
+        ));
+    }
+    if !allowed.iter().any(|t| *t == r.ty) {
+        return Err(input_error(
+            format!("{field}.type"),
+            format!(
+                "{:?} cannot be the {role} of action {action:?}; expected one of: {}",
+                r.ty,
+                allowed.join(", ")
+            ),
+        ));
+    }
+    crate::domain::Id::parse(r.id.clone()).map_err(|e| input_error(format!("{field}.id"), e))?;
+    let ty = format!("{}::{}", entities::NAMESPACE, r.ty);
+    let ty: EntityTypeName = ty
+        .parse()
+        .map_err(|_| input_error(format!("{field}.type"), "not a valid type name"))?;
+    Ok(entities::uid(&ty, &r.id))
+}
+
+fn supplied_entities(
+    engine: &PolicyEngine,
+    values: Vec<Value>,
+    field: &str,
+) -> Result<Vec<Entity>, InputError> {
+    let parsed = Entities::from_json_value(Value::Array(values), Some(engine.schema()))
+        .map_err(|e| input_error(field, format!("invalid Cedar entities: {e}")))?;
+    let mut out = Vec::new();
+    for entity in parsed.iter() {
+        let uid = entity.uid();
+        if *uid.type_name() == TYPES.action {
+            continue; // added by Cedar from the schema, not by the caller
+        }
+        if reserved(uid.type_name()) {
+            return Err(input_error(
+                field,
+                format!("entities of type {} come only from Warden; remove {uid}", uid.type_name().basename()),
+            ));
+        }
+        let (_, _, parents) = entity.clone().into_inner();
+        if let Some(role) = parents.iter().find(|p| *p.type_name() == TYPES.role) {
+            return Err(input_error(
+                field,
+                format!("{uid} cannot be placed in {role}: roles and grants come only from Warden's store"),
+            ));
+        }
+        out.push(entity.clone());
+    }
+    Ok(out)
+}
+
+impl DecisionInput {
+    /// Validates `raw` against the schema; `path` prefixes field names in
+    /// errors (e.g. `requests[3].`).
+    pub fn parse(engine: &PolicyEngine, raw: RawDecision, path: &str) -> Result<Self, InputError> {
+        let action = entities::action(&raw.action);
+        let decision_actions = engine.decision_actions();
+        let applies = engine
+            .applies_to(&action)
+            .filter(|_| decision_actions.iter().any(|a| *a == raw.action));
+        let Some((principals, resources)) = applies else {
+            return Err(input_error(
+                format!("{path}action"),
+                format!(
+                    "unknown action {:?}; expected one of: {}",
+                    raw.action,
+                    decision_actions.join(", ")
+                ),
+            ));
+        };
+        let principal = entity_uid(
+            engine,
+            &raw.principal,
+            &principals,
+            "principal",
+            &raw.action,
+            &format!("{path}principal"),
+        )?;
+        let resource = entity_uid(
+            engine,
+            &raw.resource,
+            &resources,
+            "resource",
+            &raw.action,
+            &format!("{path}resource"),
+        )?;
+        let mut context = raw.context;
+        if context.contains_key("authn") {
+            return Err(input_error(
+                format!("{path}context.authn"),
+                "authn is set by Warden from how the principal authenticated; remove it",
+            ));
+        }
+        context.insert("authn".into(), Value::String(raw.authn.as_str().into()));
+        let context = Context::from_json_value(Value::Object(context), None)
+            .map_err(|e| input_error(format!("{path}context"), e.to_string()))?;
+        let supplied = match raw.entities {
+            Some(values) if !values.is_empty() => {
+                supplied_entities(engine, values, &format!("{path}entities"))?
+            }
+            _ => Vec::new(),
+        };
+        Ok(DecisionInput {
+            principal,
+            action,
+            resource,
+            context,
+            supplied,
+        })
+    }
+
+    /// Adds the ids whose facts this decision needs to `keys`.
+    fn collect_keys(&self, keys: &mut FactKeys) {
+        let mut add = |uid: &EntityUid| {
+            let id = uid.id().unescaped().to_string();
+            let ty = uid.type_name();
+            if *ty == TYPES.user {
+                keys.users.insert(id);
+            } else if *ty == TYPES.workspace {
+                keys.workspaces.insert(id);
+            } else if *ty == TYPES.project {
+                keys.projects.insert(id);
+            } else if *ty == TYPES.asset {
+                keys.assets.insert(id);
+            }
+        };
+        add(&self.principal);
+        add(&self.resource);
+        // Supplied entities may hang off stored ones (a new asset in a stored
+        // project): load those, and the supplied ids to detect overrides.
+        for entity in &self.supplied {
+            add(&entity.uid());
+            for attr in ["workspace", "project", "owner"] {
+                if let Some(Ok(EvalResult::EntityUid(uid))) = entity.attr(attr) {
+                    add(&uid);
+                }
+            }
+            let (_, _, parents) = entity.clone().into_inner();
+            parents.iter().for_each(&mut add);
+        }
+    }
+}
+
+/// Why a batch could not be decided at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// A client mistake found once the facts were loaded.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The database failed; every decision is deny.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn unknown(what: &str, uid: &EntityUid) -> Verdict {
+    Verdict::deny_because(format!(
+        "unknown {what} {uid}: it is neither stored by Warden nor supplied in the request"
+    ))
+}
+
+/// Decides every input over one load of facts. `path` names the list in
+/// errors (e.g. `requests`).
+pub async fn decide_all(
+    engine: &PolicyEngine,
+    store: &Store,
+    inputs: &[DecisionInput],
+    path: &str,
+) -> Result<Vec<Verdict>, DecideError> {
+    let mut keys = FactKeys::default();
+    for input in inputs {
+        input.collect_keys(&mut keys);
+    }
+    if keys.len() > MAX_KEYS {
+        return Err(input_error(
+            path,
+            format!(
+                "the batch names {} distinct entities; at most {MAX_KEYS} fit in one call, split it",
+                keys.len()
+            ),
+        )
+        .into());
+    }
+    let world = store.load_facts(&keys).await?;
+    decide_in_world(engine, &world, inputs, path)
+}
+
+/// Decides every input over the facts in `world` (loaded from the store, or
+/// the world of a policy test suite).
+pub fn decide_in_world(
+    engine: &PolicyEngine,
+    world: &crate::domain::World,
+    inputs: &[DecisionInput],
+    path: &str,
+) -> Result<Vec<Verdict>, DecideError> {
+    let stored = entities::build(world).map_err(|e| StoreError::Query(e.to_string()))?;
+    let stored_uids: HashSet<EntityUid> = stored.iter().map(Entity::uid).collect();
+    let base = Entities::from_entities(stored, None).map_err(|e| StoreError::Query(e.to_string()))?;
+    let mut verdicts = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.iter().enumerate() {
+        let field = if inputs.len() == 1 && path.is_empty() {
+            "entities".to_string()
+        } else {
+            format!("{path}[{index}].entities")
+        };
+        let merged;
+        let slice = if input.supplied.is_empty() {
+            &base
+        } else {
+            if let Some(clash) = input.supplied.iter().find(|e| stored_uids.contains(&e.uid())) {
+                return Err(input_error(
+                    field,
+                    format!(
+                        "{} is stored by Warden; request-supplied entities may add entities but never replace stored ones",
+                        clash.uid()
+                    ),
+                )
+                .into());
+            }
+            merged = base
+                .clone()
+                .add_entities(input.supplied.iter().cloned(), None)
+                .map_err(|e| input_error(field, e.to_string()))?;
+            &merged
+        };
+        verdicts.push(decide_one(engine, input, slice));
+    }
+    Ok(verdicts)
+}
+
+fn decide_one(engine: &PolicyEngine, input: &DecisionInput, slice: &Entities) -> Verdict {
+    if slice.get(&input.principal).is_none() {
+        return unknown("principal", &input.principal);
+    }
+    if slice.get(&input.resource).is_none() {
+        return unknown("resource", &input.resource);
+    }
+    match Request::new(
+        input.principal.clone(),
+        input.action.clone(),
+        input.resource.clone(),
+        input.context.clone(),
+        None,
+    ) {
+        Ok(request) => engine.decide(&request, slice),
+        Err(e) => Verdict::deny_because(e.to_string()),
+    }
+}

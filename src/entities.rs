@@ -1,0 +1,237 @@
+//! Facts -> Cedar entities: the only place that knows both the stored rows
+//! and the shape of the schema in `schema/warden.cedarschema`.
+//!
+//! Entities are built directly from records (no JSON round trip, which costs
+//! ten times the evaluation itself). Roles and grants become `Role` groups the
+//! user is placed in; nothing here decides who may do what.
+
+use crate::domain::{AssetRecord, Id, ProjectRecord, Role, Scope, UserRecord, World, WorkspaceRecord};
+use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+/// Cedar namespace of every Warden type.
+pub const NAMESPACE: &str = "Warden";
+
+/// The entity types Warden builds, parsed once.
+pub struct Types {
+    /// `Warden::User`
+    pub user: EntityTypeName,
+    /// `Warden::Workspace`
+    pub workspace: EntityTypeName,
+    /// `Warden::Project`
+    pub project: EntityTypeName,
+    /// `Warden::Asset`
+    pub asset: EntityTypeName,
+    /// `Warden::Role`
+    pub role: EntityTypeName,
+    /// `Warden::ApiKey`
+    pub api_key: EntityTypeName,
+    /// `Warden::Service`
+    pub service: EntityTypeName,
+    /// `Warden::Action`
+    pub action: EntityTypeName,
+}
+
+fn type_name(basename: &str) -> EntityTypeName {
+    #[expect(clippy::expect_used, reason = "constant, valid type names")]
+    EntityTypeName::from_str(&format!("{NAMESPACE}::{basename}")).expect("valid type name")
+}
+
+/// Warden's entity types.
+pub static TYPES: LazyLock<Types> = LazyLock::new(|| Types {
+    user: type_name("User"),
+    workspace: type_name("Workspace"),
+    project: type_name("Project"),
+    asset: type_name("Asset"),
+    role: type_name("Role"),
+    api_key: type_name("ApiKey"),
+    service: type_name("Service"),
+    action: type_name("Action"),
+});
+
+/// The uid of an entity of type `ty` with id `id`.
+pub fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+}
+
+/// The uid of the action named `name`.
+pub fn action(name: &str) -> EntityUid {
+    uid(&TYPES.action, name)
+}
+
+/// The role group of `scope` `id`, e.g. `Role::"workspace/w1/editors"`.
+/// Splitting at the last `/` is unambiguous because group names have none.
+pub fn role_group(scope: &str, id: &Id, group: &str) -> EntityUid {
+    uid(&TYPES.role, &format!("{scope}/{id}/{group}"))
+}
+
+fn role_group_name(scope: Scope, role: Role) -> &'static str {
+    match (scope, role) {
+        (Scope::Workspace, Role::Owner) => "owners",
+        (_, Role::Editor) => "editors",
+        (_, Role::Viewer) => "viewers",
+        // Rejected at the edge (MembershipRecord::problem); a stored row cannot
+        // hold it (database CHECK). Mapping it to a group nobody reads keeps
+        // this total without granting anything.
+        (Scope::Project, Role::Owner) => "invalid-owners",
+    }
+}
+
+fn string(value: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(value.to_string())
+}
+
+fn entity_ref(uid: EntityUid) -> RestrictedExpression {
+    RestrictedExpression::new_entity_uid(uid)
+}
+
+/// Something in the facts that cannot become an entity.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A record names a parent the facts do not hold.
+    #[error("{what} refers to {missing}, which is not in the facts")]
+    MissingParent {
+        /// The record that refers.
+        what: String,
+        /// The missing parent.
+        missing: String,
+    },
+    /// Cedar refused an attribute value.
+    #[error("cannot build entity {uid}: {message}")]
+    Cedar {
+        /// The entity.
+        uid: String,
+        /// Cedar's reason.
+        message: String,
+    },
+}
+
+fn entity(
+    uid: EntityUid,
+    attrs: HashMap<String, RestrictedExpression>,
+    parents: HashSet<EntityUid>,
+) -> Result<Entity, BuildError> {
+    let shown = uid.to_string();
+    Entity::new(uid, attrs, parents).map_err(|e| BuildError::Cedar {
+        uid: shown,
+        message: e.to_string(),
+    })
+}
+
+fn user_entity(user: &UserRecord, groups: HashSet<EntityUid>) -> Result<Entity, BuildError> {
+    let attrs = HashMap::from([("kind".to_string(), string(user.kind.as_str()))]);
+    entity(uid(&TYPES.user, user.id.as_str()), attrs, groups)
+}
+
+fn workspace_entity(ws: &WorkspaceRecord) -> Result<Entity, BuildError> {
+    let me = uid(&TYPES.workspace, ws.id.as_str());
+    let group = |name| entity_ref(role_group("workspace", &ws.id, name));
+    let attrs = HashMap::from([
+        ("workspace".to_string(), entity_ref(me.clone())),
+        ("owner".to_string(), entity_ref(uid(&TYPES.user, ws.owner.as_str()))),
+        ("visibility".to_string(), string(ws.visibility.as_str())),
+        ("owners".to_string(), group("owners")),
+        ("editors".to_string(), group("editors")),
+        ("viewers".to_string(), group("viewers")),
+        ("members".to_string(), group("members")),
+    ]);
+    entity(me, attrs, HashSet::new())
+}
+
+fn project_entity(project: &ProjectRecord) -> Result<Entity, BuildError> {
+    let me = uid(&TYPES.project, project.id.as_str());
+    let workspace = uid(&TYPES.workspace, project.workspace.as_str());
+    let group = |name| entity_ref(role_group("project", &project.id, name));
+    let attrs = HashMap::from([
+        ("project".to_string(), entity_ref(me.clone())),
+        ("workspace".to_string(), entity_ref(workspace.clone())),
+        ("visibility".to_string(), string(project.visibility.as_str())),
+        ("editors".to_string(), group("editors")),
+        ("viewers".to_string(), group("viewers")),
+    ]);
+    entity(me, attrs, HashSet::from([workspace]))
+}
+
+fn asset_entity(asset: &AssetRecord, workspace: &Id) -> Result<Entity, BuildError> {
+    let me = uid(&TYPES.asset, asset.id.as_str());
+    let project = uid(&TYPES.project, asset.project.as_str());
+    let group = |name| entity_ref(role_group("asset", &asset.id, name));
+    let attrs = HashMap::from([
+        ("project".to_string(), entity_ref(project.clone())),
+        ("workspace".to_string(), entity_ref(uid(&TYPES.workspace, workspace.as_str()))),
+        ("visibility".to_string(), string(asset.visibility.as_str())),
+        ("public_access".to_string(), string(asset.public_access.as_str())),
+        ("readers".to_string(), group("readers")),
+        ("writers".to_string(), group("writers")),
+    ]);
+    entity(me, attrs, HashSet::from([project]))
+}
+
+/// The role groups each user of `world` belongs to, from its memberships and grants.
+fn groups_by_user(world: &World) -> HashMap<&Id, HashSet<EntityUid>> {
+    let mut groups: HashMap<&Id, HashSet<EntityUid>> = HashMap::new();
+    for m in &world.memberships {
+        let set = groups.entry(&m.user).or_default();
+        set.insert(role_group(m.scope.as_str(), &m.id, role_group_name(m.scope, m.role)));
+        if m.scope == Scope::Workspace {
+            set.insert(role_group("workspace", &m.id, "members"));
+        }
+    }
+    for g in &world.grants {
+        let name = match g.permission {
+            crate::domain::Permission::Read => "readers",
+            crate::domain::Permission::Write => "writers",
+        };
+        groups.entry(&g.user).or_default().insert(role_group("asset", &g.asset, name));
+    }
+    groups
+}
+
+/// Builds one Cedar entity per user, workspace, project and asset of `world`.
+///
+/// Every asset's project must be in `world` (its workspace is read from it).
+pub fn build(world: &World) -> Result<Vec<Entity>, BuildError> {
+    let mut groups = groups_by_user(world);
+    let workspace_of: HashMap<&Id, &Id> = world
+        .projects
+        .iter()
+        .map(|p| (&p.id, &p.workspace))
+        .collect();
+    let mut out = Vec::with_capacity(
+        world.users.len() + world.workspaces.len() + world.projects.len() + world.assets.len(),
+    );
+    for user in &world.users {
+        out.push(user_entity(user, groups.remove(&user.id).unwrap_or_default())?);
+    }
+    for ws in &world.workspaces {
+        out.push(workspace_entity(ws)?);
+    }
+    for project in &world.projects {
+        out.push(project_entity(project)?);
+    }
+    for asset in &world.assets {
+        let workspace = workspace_of.get(&asset.project).ok_or_else(|| BuildError::MissingParent {
+            what: format!("asset {:?}", asset.id.as_str()),
+            missing: format!("project {:?}", asset.project.as_str()),
+        })?;
+        out.push(asset_entity(asset, workspace)?);
+    }
+    Ok(out)
+}
+
+/// The entity of an API key with its scopes.
+pub fn api_key_entity(id: &str, scopes: &[String]) -> Result<Entity, BuildError> {
+    let scopes = RestrictedExpression::new_set(scopes.iter().map(|s| string(s)));
+    entity(
+        uid(&TYPES.api_key, id),
+        HashMap::from([("scopes".to_string(), scopes)]),
+        HashSet::new(),
+    )
+}
+
+/// The uid of the Warden service, the resource of every API route.
+pub fn service() -> EntityUid {
+    uid(&TYPES.service, "warden")
+}

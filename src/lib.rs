@@ -1,0 +1,16 @@
+//! Warden: an authorization server. Apps ask over HTTP whether a principal
+//! may act on a resource; Cedar policies in `policies/` decide over facts
+//! loaded from Postgres or embedded SQLite. This file only wires the parts.
+
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
+
+pub mod audit;
+pub mod decision;
+pub mod domain;
+pub mod entities;
+pub mod policy;
+pub mod store;

@@ -1,0 +1,395 @@
+//! The policy set: loading `policies/*.cedar` and `schema/*.cedarschema`,
+//! strict validation, the content-hash version, and evaluation.
+//!
+//! Policies decide (CONTRACT §1.1). Each policy's Cedar id is its `@id`
+//! annotation, so decisions report the ids a reviewer reads in the files.
+//! Evaluation adds one rule of its own, CONTRACT §1.2: if any `forbid`
+//! errors for a request, the decision is deny.
+
+pub mod diagnostics;
+pub mod suite;
+
+use crate::entities::{self, TYPES};
+use cedar_policy::{
+    AuthorizationError, Authorizer, Context, Decision, Effect, Entities, EntityUid, PolicyId,
+    PolicySet, Request, Schema, SchemaFragment, ValidationMode, Validator,
+};
+use diagnostics::{problem, problem_at, Problem};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Why a policy set could not be loaded.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LoadError {
+    /// A file or folder could not be read.
+    #[error("cannot read {path}: {source}")]
+    #[diagnostic(help("check the --policies and --schema paths"))]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A folder holds no file of the expected kind.
+    #[error("no {kind} files in {path}")]
+    #[diagnostic(help("point --policies at a folder of .cedar files and --schema at one of .cedarschema files"))]
+    Empty {
+        /// `.cedar` or `.cedarschema`.
+        kind: &'static str,
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The files parse or validate with errors.
+    #[error("{} problem(s) in the policies or schema:\n\n{}", problems.len(), render(problems))]
+    Invalid {
+        /// Every problem found, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+fn render(problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for p in problems {
+        out.push_str(&p.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// One policy of the loaded set, for listings and reviews.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyInfo {
+    /// The `@id`.
+    pub id: String,
+    /// The file it came from.
+    pub file: String,
+    /// `permit` or `forbid`.
+    pub effect: &'static str,
+}
+
+/// An error Cedar reported while evaluating one policy.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct EvalError {
+    /// The policy's `@id`, when the error is about one policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The outcome of one decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Allow or deny.
+    pub allow: bool,
+    /// `@id`s of the determining policies.
+    pub reasons: Vec<String>,
+    /// Evaluation errors (and why a request was denied before evaluation).
+    pub errors: Vec<EvalError>,
+}
+
+impl Verdict {
+    /// A deny decided before any policy ran (unknown principal, bad slice...).
+    pub fn deny_because(message: impl Into<String>) -> Self {
+        Verdict {
+            allow: false,
+            reasons: Vec::new(),
+            errors: vec![EvalError {
+                policy: None,
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// A loaded, validated policy set with its schema. Immutable: reloading
+/// builds a new one and swaps it in, so a request finishes on the set it
+/// started with.
+pub struct PolicyEngine {
+    policies: PolicySet,
+    schema: Schema,
+    version: String,
+    infos: Vec<PolicyInfo>,
+    authorizer: Authorizer,
+}
+
+struct SourceFile {
+    name: String,
+    text: String,
+}
+
+fn read_dir(dir: &Path, ext: &'static str) -> Result<Vec<SourceFile>, LoadError> {
+    let io = |source| LoadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some(ext) {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    if paths.is_empty() {
+        return Err(LoadError::Empty {
+            kind: if ext == "cedar" { ".cedar" } else { ".cedarschema" },
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        files.push(SourceFile {
+            name: path.display().to_string(),
+            text,
+        });
+    }
+    Ok(files)
+}
+
+fn version_of(schema: &[SourceFile], policies: &[SourceFile]) -> String {
+    let mut hash = Sha256::new();
+    for file in schema.iter().chain(policies) {
+        let base = Path::new(&file.name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        hash.update(base.as_bytes());
+        hash.update([0]);
+        hash.update(file.text.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hex::encode(hash.finalize());
+    format!("sha256:{}", digest.get(..16).unwrap_or(&digest))
+}
+
+fn load_schema(files: &[SourceFile], problems: &mut Vec<Problem>) -> Option<Schema> {
+    let mut fragments = Vec::new();
+    for file in files {
+        match SchemaFragment::from_cedarschema_str(&file.text) {
+            Ok((fragment, _warnings)) => fragments.push(fragment),
+            Err(e) => problems.push(problem(&file.name, &file.text, &e)),
+        }
+    }
+    if !problems.is_empty() {
+        return None;
+    }
+    match Schema::from_schema_fragments(fragments) {
+        Ok(schema) => Some(schema),
+        Err(e) => {
+            let name = files.first().map_or("schema", |f| f.name.as_str());
+            problems.push(problem_at(name, "", None, format!("{e}")));
+            None
+        }
+    }
+}
+
+/// Parses every file and renames each policy to its `@id`.
+fn load_policies(
+    files: &[SourceFile],
+    problems: &mut Vec<Problem>,
+) -> (PolicySet, Vec<PolicyInfo>, HashMap<String, usize>) {
+    let mut set = PolicySet::new();
+    let mut infos = Vec::new();
+    let mut file_of: HashMap<String, usize> = HashMap::new();
+    for (index, file) in files.iter().enumerate() {
+        let parsed = match PolicySet::from_str(&file.text) {
+            Ok(parsed) => parsed,
+            Err(errors) => {
+                for e in errors.iter() {
+                    problems.push(problem(&file.name, &file.text, e));
+                }
+                continue;
+            }
+        };
+        // Keep file order: Cedar numbers policies policy0, policy1, ...
+        let mut policies: Vec<_> = parsed.policies().collect();
+        policies.sort_by_key(|p| {
+            p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(0)
+        });
+        for policy in policies {
+            let text = policy.to_string();
+            let offset = file.text.find(text.trim());
+            let Some(id) = policy.annotation("id") else {
+                problems.push(problem_at(
+                    &file.name,
+                    &file.text,
+                    offset,
+                    "policy has no @id(\"...\") annotation; every policy needs a unique @id"
+                        .into(),
+                ));
+                continue;
+            };
+            if let Some(&other) = file_of.get(id) {
+                let first = files.get(other).map_or("", |f| f.name.as_str());
+                problems.push(problem_at(
+                    &file.name,
+                    &file.text,
+                    offset,
+                    format!("duplicate @id({id:?}): already used in {first}"),
+                ));
+                continue;
+            }
+            let renamed = policy.new_id(PolicyId::new(id));
+            if let Err(e) = set.add(renamed) {
+                problems.push(problem_at(&file.name, &file.text, offset, e.to_string()));
+                continue;
+            }
+            file_of.insert(id.to_string(), index);
+            infos.push(PolicyInfo {
+                id: id.to_string(),
+                file: file.name.clone(),
+                effect: match policy.effect() {
+                    Effect::Permit => "permit",
+                    Effect::Forbid => "forbid",
+                },
+            });
+        }
+    }
+    (set, infos, file_of)
+}
+
+impl PolicyEngine {
+    /// Loads and strictly validates the policies in `policies_dir` against the
+    /// schema in `schema_dir`. Every problem is reported, not just the first.
+    pub fn load(policies_dir: &Path, schema_dir: &Path) -> Result<Self, LoadError> {
+        let schema_files = read_dir(schema_dir, "cedarschema")?;
+        let policy_files = read_dir(policies_dir, "cedar")?;
+        let mut problems = Vec::new();
+        let schema = load_schema(&schema_files, &mut problems);
+        let (policies, infos, file_of) = load_policies(&policy_files, &mut problems);
+        let Some(schema) = schema else {
+            return Err(LoadError::Invalid { problems });
+        };
+        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        for error in validation.validation_errors() {
+            let id = error.policy_id().to_string();
+            match file_of.get(&id).and_then(|&i| policy_files.get(i)) {
+                Some(file) => problems.push(problem(&file.name, &file.text, error)),
+                None => problems.push(problem_at("policies", "", None, error.to_string())),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(LoadError::Invalid { problems });
+        }
+        Ok(PolicyEngine {
+            policies,
+            schema,
+            version: version_of(&schema_files, &policy_files),
+            infos,
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// The content hash of the schema and policy files: `sha256:` and 16 hex digits.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The schema the policies were validated against.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Every policy, in file order.
+    pub fn policies(&self) -> &[PolicyInfo] {
+        &self.infos
+    }
+
+    fn is_forbid(&self, id: &PolicyId) -> bool {
+        self.policies.policy(id).map(|p| p.effect()) == Some(Effect::Forbid)
+    }
+
+    /// Evaluates `request` over `entities`.
+    ///
+    /// A `forbid` that errors denies (CONTRACT §1.2); the erroring forbids are
+    /// then the reasons.
+    pub fn decide(&self, request: &Request, entities: &Entities) -> Verdict {
+        let response = self.authorizer.is_authorized(request, &self.policies, entities);
+        let mut errors = Vec::new();
+        let mut failed_forbids = Vec::new();
+        for error in response.diagnostics().errors() {
+            let AuthorizationError::PolicyEvaluationError(e) = error;
+            if self.is_forbid(e.policy_id()) {
+                failed_forbids.push(e.policy_id().to_string());
+            }
+            errors.push(EvalError {
+                policy: Some(e.policy_id().to_string()),
+                message: e.inner().to_string(),
+            });
+        }
+        if !failed_forbids.is_empty() {
+            return Verdict {
+                allow: false,
+                reasons: failed_forbids,
+                errors,
+            };
+        }
+        let mut reasons: Vec<String> =
+            response.diagnostics().reason().map(ToString::to_string).collect();
+        reasons.sort();
+        Verdict {
+            allow: response.decision() == Decision::Allow,
+            reasons,
+            errors,
+        }
+    }
+
+    /// May the API key with `scopes` call a route guarded by `action`?
+    pub fn authorize_api_key(&self, key_id: &str, scopes: &[String], action: &str) -> Verdict {
+        let entity = match entities::api_key_entity(key_id, scopes) {
+            Ok(entity) => entity,
+            Err(e) => return Verdict::deny_because(e.to_string()),
+        };
+        let principal = entity.uid();
+        let store = match Entities::from_entities([entity], None) {
+            Ok(store) => store,
+            Err(e) => return Verdict::deny_because(e.to_string()),
+        };
+        match Request::new(
+            principal,
+            entities::action(action),
+            entities::service(),
+            Context::empty(),
+            Some(&self.schema),
+        ) {
+            Ok(request) => self.decide(&request, &store),
+            Err(e) => Verdict::deny_because(e.to_string()),
+        }
+    }
+
+    /// The principal and resource types `action` applies to, or `None` when
+    /// the schema has no such action.
+    pub fn applies_to(&self, action: &EntityUid) -> Option<(Vec<String>, Vec<String>)> {
+        let principals = self.schema.principals_for_action(action)?;
+        let principals = principals.map(|t| t.basename().to_string()).collect();
+        let resources = self.schema.resources_for_action(action)?;
+        let resources = resources.map(|t| t.basename().to_string()).collect();
+        Some((principals, resources))
+    }
+
+    /// The names of the actions apps may ask decisions about (those whose
+    /// principal is a user), sorted.
+    pub fn decision_actions(&self) -> Vec<String> {
+        let user = TYPES.user.basename();
+        let mut names: Vec<String> = self
+            .schema
+            .actions()
+            .filter(|a| {
+                self.schema
+                    .principals_for_action(a)
+                    .is_some_and(|mut p| p.any(|t| t.basename() == user))
+            })
+            .map(|a| a.id().unescaped().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+}

@@ -1,0 +1,236 @@
+//! Storage: sqlx over Postgres (production) or SQLite (the embedded default).
+//!
+//! Both backends run through sqlx's `Any` driver with runtime-checked SQL
+//! written once: `$N` placeholders (SQLite reads them too), `ON CONFLICT`
+//! upserts, times as Unix milliseconds in BIGINT/INTEGER, no arrays. The
+//! compile-time `query!` macros are not used on purpose: they check against
+//! one database only. Migrations live in `migrations/postgres` and
+//! `migrations/sqlite`, are embedded in the binary and run at start-up (and
+//! by `warden migrate`). Queries sit in the module of the table group they
+//! touch: `facts` (decision slices), `world` (import/export), `api_keys`.
+
+pub mod api_keys;
+pub mod facts;
+pub mod world;
+
+use crate::audit::AuditEvent;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// Embedded SQLite.
+    Sqlite,
+}
+
+/// What went wrong talking to the database. Messages never carry SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now (down, timed out, pool exhausted).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A query failed for another reason: a bug or a broken database.
+    #[error("database error: {0}")]
+    Query(String),
+    /// The database refused a change because of a constraint.
+    #[error("the change conflicts with stored data: {0}")]
+    Conflict(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                // 08xxx: connection exceptions; 57P0x: server shutting down.
+                if code.starts_with("08") || code.starts_with("57P0") {
+                    StoreError::Unavailable(db.message().to_string())
+                } else if db.is_unique_violation() || db.is_foreign_key_violation() || db.is_check_violation() {
+                    StoreError::Conflict(db.message().to_string())
+                } else {
+                    StoreError::Query(db.message().to_string())
+                }
+            }
+            _ => StoreError::Query(e.to_string()),
+        }
+    }
+}
+
+/// How long a request waits for a database connection before answering 503.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The database: a connection pool and its backend.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static DRIVERS: Once = Once::new();
+
+/// The SQLite URL of the embedded database in `data_dir`.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("warden.db").display())
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://...` or `sqlite://...`).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Unavailable(
+                "unsupported database URL: use postgres://... or sqlite://...".into(),
+            ));
+        };
+        let max = match backend {
+            Backend::Postgres => 16,
+            Backend::Sqlite => 8,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await?;
+        if backend == Backend::Sqlite {
+            // Persistent in the file: readers no longer block the writer.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// Applies every pending migration of this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match self.backend {
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await,
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await,
+        };
+        result.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => StoreError::from(e),
+            other => StoreError::Query(format!("migration failed: {other}")),
+        })
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for the query modules.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a write. Commit it with [`Tx::commit`], which writes the audit event.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(Tx {
+            inner: self.pool.begin().await?,
+        })
+    }
+}
+
+/// A write transaction. Dropping it rolls back; the only way to commit is
+/// [`Tx::commit`], which writes the change's audit event first.
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+}
+
+impl Tx {
+    /// The connection, for queries inside the transaction.
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+
+    /// Writes `event` and commits, both or neither.
+    pub async fn commit(mut self, event: AuditEvent) -> Result<(), StoreError> {
+        let json = |v: &Option<serde_json::Value>| v.as_ref().map(ToString::to_string);
+        sqlx::query(
+            "INSERT INTO audit_events (at, actor, action, target_type, target_id, before, after, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(now_millis())
+        .bind(event.actor.as_str())
+        .bind(event.action)
+        .bind(event.target_type)
+        .bind(&event.target_id)
+        .bind(json(&event.before))
+        .bind(json(&event.after))
+        .bind(event.request_id.as_deref())
+        .execute(&mut *self.inner)
+        .await?;
+        self.inner.commit().await?;
+        Ok(())
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_millis() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `($first), ($first+1), ...` for a VALUES list of `n` single-column rows.
+pub(crate) fn values_list(first: usize, n: usize) -> String {
+    let mut out = String::with_capacity(n * 6);
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!("(${})", first + i));
+    }
+    out
+}
+
+/// Reads a text column, naming it in the error.
+pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
+    use sqlx::Row;
+    row.try_get::<String, _>(column)
+        .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
+}
+
+/// Reads an optional text column, naming it in the error.
+pub(crate) fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
+    use sqlx::Row;
+    row.try_get::<Option<String>, _>(column)
+        .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
+}
+
+/// Parses a stored word (kind, visibility, role...), naming it in the error.
+pub(crate) fn parse<T: std::str::FromStr<Err = String>>(value: &str, what: &str) -> Result<T, StoreError> {
+    value
+        .parse()
+        .map_err(|e| StoreError::Query(format!("stored {what} is invalid: {e}")))
+}
+
+/// Parses a stored id.
+pub(crate) fn id(value: String) -> Result<crate::domain::Id, StoreError> {
+    crate::domain::Id::parse(value).map_err(|e| StoreError::Query(format!("stored id is invalid: {e}")))
+}
+
+/// Unwraps a column that must not be NULL.
+pub(crate) fn required(value: Option<String>, what: &str) -> Result<String, StoreError> {
+    value.ok_or_else(|| StoreError::Query(format!("stored {what} is missing")))
+}
