@@ -14,3 +14,7 @@ pub mod domain;
 pub mod entities;
 pub mod policy;
 pub mod store;
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

@@ -369,9 +369,11 @@ impl PolicyEngine {
     /// the schema has no such action.
     pub fn applies_to(&self, action: &EntityUid) -> Option<(Vec<String>, Vec<String>)> {
         let principals = self.schema.principals_for_action(action)?;
-        let principals = principals.map(|t| t.basename().to_string()).collect();
+        let mut principals: Vec<String> = principals.map(|t| t.basename().to_string()).collect();
         let resources = self.schema.resources_for_action(action)?;
-        let resources = resources.map(|t| t.basename().to_string()).collect();
+        let mut resources: Vec<String> = resources.map(|t| t.basename().to_string()).collect();
+        principals.sort();
+        resources.sort();
         Some((principals, resources))
     }
 

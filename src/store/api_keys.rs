@@ -71,6 +71,13 @@ fn row_to_key(row: &sqlx::any::AnyRow) -> Result<ApiKey, StoreError> {
     })
 }
 
+/// A new key id and key text: `wdn_<id>_<64 hex digits>` (256 random bits).
+pub fn generate_key() -> (String, ApiKeySecret) {
+    let id = random_hex(8);
+    let secret = ApiKeySecret(format!("wdn_{id}_{}", random_hex(32)));
+    (id, secret)
+}
+
 impl Store {
     /// Creates a key with `scopes` (already checked against [`SCOPES`]).
     pub async fn create_api_key(
@@ -80,8 +87,22 @@ impl Store {
         actor: Actor,
         request_id: Option<String>,
     ) -> Result<(ApiKey, ApiKeySecret), StoreError> {
-        let id = random_hex(8);
-        let secret = ApiKeySecret(format!("wdn_{id}_{}", random_hex(32)));
+        let (id, secret) = generate_key();
+        let key = self.store_api_key(&id, &secret, name, scopes, actor, request_id).await?;
+        Ok((key, secret))
+    }
+
+    /// Stores the key `secret` made by [`generate_key`] under `id`.
+    pub async fn store_api_key(
+        &self,
+        id: &str,
+        secret: &ApiKeySecret,
+        name: &str,
+        scopes: &[String],
+        actor: Actor,
+        request_id: Option<String>,
+    ) -> Result<ApiKey, StoreError> {
+        let id = id.to_string();
         let key = ApiKey {
             id: id.clone(),
             name: name.to_string(),
@@ -110,7 +131,7 @@ impl Store {
             request_id,
         })
         .await?;
-        Ok((key, secret))
+        Ok(key)
     }
 
     /// The live (not revoked) key whose hash is `key_hash`.

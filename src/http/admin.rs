@@ -1,0 +1,122 @@
+//! Admin routes (admin API key): bulk import/export, API keys, the loaded
+//! policies. Each route is a Cedar action on the service (policies/api.cedar)
+//! and every change is audited in its transaction.
+
+use super::error::ApiError;
+use super::extract::{Caller, JsonBody};
+use super::AppState;
+use crate::audit::Actor;
+use crate::domain::World;
+use crate::store::api_keys::{ApiKey, SCOPES};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The routes of this module.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/admin/import", post(import))
+        .route("/v1/admin/export", get(export))
+        .route("/v1/admin/api-keys", post(create_key).get(list_keys))
+        .route("/v1/admin/api-keys/{id}", delete(revoke_key))
+        .route("/v1/admin/policies", get(policies))
+}
+
+async fn import(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody(world): JsonBody<World>,
+) -> Result<Json<Value>, ApiError> {
+    state.require(&caller, "import")?;
+    let counts = state
+        .store
+        .import(&world, Actor::api_key(&caller.key.id), caller.request_id.clone())
+        .await?;
+    tracing::info!(key = %caller.key.id, %counts, "world imported");
+    Ok(Json(json!({ "imported": counts })))
+}
+
+async fn export(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<World>, ApiError> {
+    state.require(&caller, "export")?;
+    Ok(Json(state.store.export().await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    scopes: Vec<String>,
+}
+
+async fn create_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<NewKey>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.require(&caller, "manage_api_keys")?;
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::bad_request("name: give the key a name of 1 to 200 characters").with("field", json!("name")));
+    }
+    if body.scopes.is_empty() {
+        return Err(ApiError::bad_request(format!("scopes: give at least one of: {}", SCOPES.join(", "))).with("field", json!("scopes")));
+    }
+    if let Some(bad) = body.scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(ApiError::bad_request(format!("scopes: unknown scope {bad:?}; expected one of: {}", SCOPES.join(", ")))
+            .with("field", json!("scopes")));
+    }
+    let mut scopes = body.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    let (key, secret) = state
+        .store
+        .create_api_key(name, &scopes, Actor::api_key(&caller.key.id), caller.request_id.clone())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": key.id,
+            "name": key.name,
+            "scopes": key.scopes,
+            "created_at": key.created_at,
+            "key": secret.expose(),
+        })),
+    ))
+}
+
+async fn list_keys(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    state.require(&caller, "manage_api_keys")?;
+    let keys: Vec<ApiKey> = state.store.list_api_keys().await?;
+    Ok(Json(json!({ "keys": keys })))
+}
+
+async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.require(&caller, "manage_api_keys")?;
+    let revoked = state
+        .store
+        .revoke_api_key(&id, Actor::api_key(&caller.key.id), caller.request_id.clone())
+        .await?;
+    if !revoked {
+        return Err(ApiError::not_found(format!("no live API key with id {id:?}")));
+    }
+    // This process forgets it at once; other replicas within KEY_CACHE_TTL.
+    state.key_cache.invalidate_all();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn policies(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    state.require(&caller, "read_policies")?;
+    let engine = state.engine();
+    Ok(Json(json!({
+        "version": engine.version(),
+        "policies": engine.policies(),
+    })))
+}

@@ -1,0 +1,237 @@
+//! OpenID AuthZEN Authorization API 1.0: access evaluation, access
+//! evaluations (with the three evaluation semantics) and PDP metadata.
+//! AuthZEN `type` is the Cedar entity type name without the namespace,
+//! `action.name` the Cedar action. `properties` are accepted and ignored:
+//! facts come from Warden's store, never from the caller.
+
+use super::check::{decide_logged, deny_error};
+use super::error::ApiError;
+use super::extract::{Caller, JsonBody};
+use super::AppState;
+use crate::decision::{Authn, DecideError, DecisionInput, EntityRef, RawDecision};
+use crate::policy::Verdict;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// The routes of this module.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/access/v1/evaluation", post(evaluation))
+        .route("/access/v1/evaluations", post(evaluations))
+        .route("/.well-known/authzen-configuration", get(configuration))
+}
+
+/// An AuthZEN subject or resource.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Entity {
+    /// Cedar type without namespace.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Id.
+    pub id: String,
+    /// Ignored: Warden decides on stored facts.
+    #[serde(default)]
+    pub properties: Option<Map<String, Value>>,
+}
+
+/// An AuthZEN action.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Action {
+    /// Cedar action name.
+    pub name: String,
+    /// Ignored.
+    #[serde(default)]
+    pub properties: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EvaluationBody {
+    subject: Entity,
+    action: Action,
+    resource: Entity,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+}
+
+/// One item of an evaluations request; missing parts come from the top level.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct Partial {
+    #[serde(default)]
+    subject: Option<Entity>,
+    #[serde(default)]
+    action: Option<Action>,
+    #[serde(default)]
+    resource: Option<Entity>,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Semantic {
+    #[default]
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Options {
+    #[serde(default)]
+    evaluations_semantic: Semantic,
+}
+
+#[derive(Debug, Deserialize)]
+struct EvaluationsBody {
+    #[serde(flatten)]
+    defaults: Partial,
+    #[serde(default)]
+    evaluations: Option<Vec<Partial>>,
+    #[serde(default)]
+    options: Option<Options>,
+}
+
+fn raw(subject: Entity, action: Action, resource: Entity, context: Option<Map<String, Value>>) -> RawDecision {
+    RawDecision {
+        principal: EntityRef { ty: subject.ty, id: subject.id },
+        action: action.name,
+        resource: EntityRef { ty: resource.ty, id: resource.id },
+        context: context.unwrap_or_default(),
+        entities: None,
+        authn: Authn::App,
+    }
+}
+
+fn answer(verdict: Verdict, version: &str) -> Value {
+    json!({
+        "decision": verdict.allow,
+        "context": {
+            "reasons": verdict.reasons,
+            "errors": verdict.errors,
+            "policy_version": version,
+        }
+    })
+}
+
+fn failed(error: DecideError, engine: &crate::policy::PolicyEngine) -> ApiError {
+    match error {
+        DecideError::Store(e) => deny_error(e.into(), engine).with("decision", json!(false)),
+        other => other.into(),
+    }
+}
+
+async fn evaluation(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<EvaluationBody>,
+) -> Result<Json<Value>, ApiError> {
+    state.require(&caller, "decide")?;
+    let engine = state.engine();
+    let raw = raw(body.subject, body.action, body.resource, body.context);
+    let input = DecisionInput::parse(&engine, raw, "")?;
+    let mut verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
+        .await
+        .map_err(|e| failed(e, &engine))?;
+    let verdict = verdicts.pop().unwrap_or_else(|| Verdict::deny_because("no verdict"));
+    Ok(Json(answer(verdict, engine.version())))
+}
+
+/// Fills the gaps of `item` from `defaults`; names what is still missing.
+fn complete(item: Partial, defaults: &Partial, path: &str) -> Result<RawDecision, (String, String)> {
+    let missing = |what: &str| (format!("{path}{what}"), format!("missing {what}, and no top-level default"));
+    let subject = item.subject.or_else(|| defaults.subject.clone()).ok_or_else(|| missing("subject"))?;
+    let action = item.action.or_else(|| defaults.action.clone()).ok_or_else(|| missing("action"))?;
+    let resource = item.resource.or_else(|| defaults.resource.clone()).ok_or_else(|| missing("resource"))?;
+    let context = item.context.or_else(|| defaults.context.clone());
+    Ok(raw(subject, action, resource, context))
+}
+
+async fn evaluations(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<EvaluationsBody>,
+) -> Result<Json<Value>, ApiError> {
+    state.require(&caller, "decide")?;
+    let engine = state.engine();
+    let semantic = body.options.unwrap_or_default().evaluations_semantic;
+    // Without an `evaluations` array this is a single evaluation (AuthZEN 1.0).
+    let Some(items) = body.evaluations.filter(|e| !e.is_empty()) else {
+        let raw = complete(Partial::default(), &body.defaults, "")
+            .map_err(|(field, message)| ApiError::bad_request(format!("{field}: {message}")).with("field", json!(field)))?;
+        let input = DecisionInput::parse(&engine, raw, "")?;
+        let mut verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
+            .await
+            .map_err(|e| failed(e, &engine))?;
+        let verdict = verdicts.pop().unwrap_or_else(|| Verdict::deny_because("no verdict"));
+        return Ok(Json(answer(verdict, engine.version())));
+    };
+    if items.len() > super::check::MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "evaluations: at most {} per call, got {}",
+            super::check::MAX_BATCH,
+            items.len()
+        )));
+    }
+    // Items that cannot be asked answer false with the reason; the rest are
+    // decided together over one load of facts.
+    let mut slots: Vec<Result<usize, Value>> = Vec::with_capacity(items.len());
+    let mut inputs = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let path = format!("evaluations[{i}].");
+        let parsed = complete(item, &body.defaults, &path)
+            .map_err(|(field, message)| format!("{field}: {message}"))
+            .and_then(|raw| DecisionInput::parse(&engine, raw, &path).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(input) => {
+                slots.push(Ok(inputs.len()));
+                inputs.push(input);
+            }
+            Err(message) => slots.push(Err(json!({
+                "decision": false,
+                "context": {"error": {"status": 400, "message": message}}
+            }))),
+        }
+    }
+    let verdicts = if inputs.is_empty() {
+        Vec::new()
+    } else {
+        decide_logged(&state, &engine, &inputs, "evaluations")
+            .await
+            .map_err(|e| failed(e, &engine))?
+    };
+    let mut out = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let value = match slot {
+            Ok(index) => verdicts
+                .get(index)
+                .cloned()
+                .map(|v| answer(v, engine.version()))
+                .unwrap_or_else(|| json!({"decision": false})),
+            Err(value) => value,
+        };
+        let decision = value.get("decision").and_then(Value::as_bool).unwrap_or(false);
+        out.push(value);
+        let stop = match semantic {
+            Semantic::ExecuteAll => false,
+            Semantic::DenyOnFirstDeny => !decision,
+            Semantic::PermitOnFirstPermit => decision,
+        };
+        if stop {
+            break;
+        }
+    }
+    Ok(Json(json!({ "evaluations": out })))
+}
+
+async fn configuration(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let base = state.public_url.trim_end_matches('/');
+    Json(json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    }))
+}

@@ -1,0 +1,242 @@
+//! `POST /v1/check` and `POST /v1/check/batch` (CONTRACT §5): Warden's own
+//! decision API. Both are the Cedar action `decide` on the service.
+
+use super::error::ApiError;
+use super::extract::{Caller, JsonBody};
+use super::AppState;
+use crate::decision::{decide_all, Authn, DecideError, DecisionInput, EntityRef, InputError, RawDecision};
+use crate::policy::{EvalError, PolicyEngine, Verdict};
+use crate::store::StoreError;
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Most requests in one batch call.
+pub const MAX_BATCH: usize = 5_000;
+
+/// The routes of this module.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/check", post(check))
+        .route("/v1/check/batch", post(batch))
+}
+
+/// An entity named by type and id, e.g. `{"type": "Asset", "id": "a1"}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityRefBody {
+    /// Cedar type without the `Warden::` namespace.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Id.
+    pub id: String,
+}
+
+impl From<EntityRefBody> for EntityRef {
+    fn from(r: EntityRefBody) -> Self {
+        EntityRef { ty: r.ty, id: r.id }
+    }
+}
+
+/// One decision request.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    /// Who asks, named by the app.
+    #[serde(default)]
+    pub principal: Option<EntityRefBody>,
+    /// Or the end user's token (not available until identity is configured).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Action name.
+    pub action: String,
+    /// On what.
+    pub resource: EntityRefBody,
+    /// Extra context.
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+    /// Extra Cedar entities.
+    #[serde(default)]
+    pub entities: Option<Vec<Value>>,
+}
+
+impl CheckBody {
+    /// The request with its principal resolved; `path` prefixes field names.
+    pub fn into_raw(self, path: &str) -> Result<RawDecision, InputError> {
+        let principal = match (self.principal, self.token) {
+            (Some(p), None) => p,
+            (None, Some(_)) => {
+                return Err(InputError {
+                    field: format!("{path}token"),
+                    message: "token-based decisions need identity verification, which this server \
+                              does not provide yet; name the principal with `principal` instead"
+                        .into(),
+                })
+            }
+            (Some(_), Some(_)) => {
+                return Err(InputError {
+                    field: format!("{path}principal"),
+                    message: "give either `principal` or `token`, not both".into(),
+                })
+            }
+            (None, None) => {
+                return Err(InputError {
+                    field: format!("{path}principal"),
+                    message: "missing: name the principal, e.g. {\"type\": \"User\", \"id\": \"alice\"}".into(),
+                })
+            }
+        };
+        Ok(RawDecision {
+            principal: principal.into(),
+            action: self.action,
+            resource: self.resource.into(),
+            context: self.context.unwrap_or_default(),
+            entities: self.entities,
+            authn: Authn::App,
+        })
+    }
+}
+
+/// The answer to one decision request.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResponse {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// `@id`s of the determining policies.
+    pub reasons: Vec<String>,
+    /// Evaluation errors, and why a request was denied before evaluation.
+    pub errors: Vec<EvalError>,
+    /// Version of the policy set that decided.
+    pub policy_version: String,
+}
+
+impl CheckResponse {
+    fn new(verdict: Verdict, version: &str) -> Self {
+        CheckResponse {
+            decision: if verdict.allow { "allow" } else { "deny" },
+            reasons: verdict.reasons,
+            errors: verdict.errors,
+            policy_version: version.to_string(),
+        }
+    }
+}
+
+/// Logs one decision (never tokens or keys) and counts it.
+pub fn log_decision(input: &DecisionInput, verdict: &Verdict, micros: u128, version: &str, batched: bool) {
+    let decision = if verdict.allow { "allow" } else { "deny" };
+    metrics::counter!("warden_decisions_total", "decision" => decision).increment(1);
+    if batched {
+        tracing::debug!(target: "warden::decision", principal = %input.principal, action = %input.action,
+            resource = %input.resource, decision, reasons = ?verdict.reasons, latency_us = micros as u64,
+            policy_version = version);
+    } else {
+        tracing::info!(target: "warden::decision", principal = %input.principal, action = %input.action,
+            resource = %input.resource, decision, reasons = ?verdict.reasons, errors = verdict.errors.len(),
+            latency_us = micros as u64, policy_version = version);
+    }
+}
+
+/// A failed decision still answers deny (CONTRACT §1.2), with the error.
+pub fn deny_error(error: ApiError, engine: &PolicyEngine) -> ApiError {
+    error
+        .with("decision", json!("deny"))
+        .with("reasons", json!([]))
+        .with("policy_version", json!(engine.version()))
+}
+
+/// Decides `inputs`, logging each decision and the latency.
+pub async fn decide_logged(
+    state: &AppState,
+    engine: &PolicyEngine,
+    inputs: &[DecisionInput],
+    path: &str,
+) -> Result<Vec<Verdict>, DecideError> {
+    let started = Instant::now();
+    let verdicts = decide_all(engine, &state.store, inputs, path).await?;
+    let elapsed = started.elapsed();
+    metrics::histogram!("warden_decision_batch_seconds").record(elapsed.as_secs_f64());
+    let batched = inputs.len() > 1;
+    for (input, verdict) in inputs.iter().zip(&verdicts) {
+        log_decision(input, verdict, elapsed.as_micros(), engine.version(), batched);
+    }
+    if batched {
+        let allowed = verdicts.iter().filter(|v| v.allow).count();
+        tracing::info!(target: "warden::decision", count = verdicts.len(), allowed,
+            denied = verdicts.len() - allowed, latency_us = elapsed.as_micros() as u64,
+            policy_version = engine.version(), "batch decided");
+    }
+    Ok(verdicts)
+}
+
+async fn check(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CheckBody>,
+) -> Result<Json<CheckResponse>, ApiError> {
+    state.require(&caller, "decide")?;
+    let engine = state.engine();
+    let input = DecisionInput::parse(&engine, body.into_raw("")?, "")?;
+    let verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
+        .await
+        .map_err(|e| match e {
+            DecideError::Store(e) => deny_error(e.into(), &engine),
+            other => other.into(),
+        })?;
+    let verdict = verdicts
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::from(StoreError::Query("no verdict for the request".into())))?;
+    Ok(Json(CheckResponse::new(verdict, engine.version())))
+}
+
+/// A batch of decision requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    requests: Vec<CheckBody>,
+}
+
+#[derive(Serialize)]
+struct BatchResponse {
+    results: Vec<CheckResponse>,
+    policy_version: String,
+}
+
+async fn batch(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<BatchBody>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    state.require(&caller, "decide")?;
+    if body.requests.is_empty() || body.requests.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "requests: send between 1 and {MAX_BATCH} requests per call, got {}",
+            body.requests.len()
+        ))
+        .with("field", json!("requests")));
+    }
+    let engine = state.engine();
+    let mut inputs = Vec::with_capacity(body.requests.len());
+    for (i, request) in body.requests.into_iter().enumerate() {
+        let path = format!("requests[{i}].");
+        inputs.push(DecisionInput::parse(&engine, request.into_raw(&path)?, &path)?);
+    }
+    let verdicts = decide_logged(&state, &engine, &inputs, "requests")
+        .await
+        .map_err(|e| match e {
+            DecideError::Store(e) => deny_error(e.into(), &engine),
+            other => other.into(),
+        })?;
+    let results = verdicts
+        .into_iter()
+        .map(|v| CheckResponse::new(v, engine.version()))
+        .collect();
+    Ok(Json(BatchResponse {
+        results,
+        policy_version: engine.version().to_string(),
+    }))
+}

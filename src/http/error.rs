@@ -1,0 +1,146 @@
+//! The HTTP layer's one error type and its single mapping to a response:
+//! `{"error": {"code", "message"}}` with the right status (CONTRACT §1.6).
+//! Client mistakes are 4xx naming the field; internal failures are logged
+//! with their cause and answered without internals.
+
+use crate::decision::{DecideError, InputError};
+use crate::store::world::ImportError;
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// Extra top-level fields (a deny decision on the decision routes).
+    extra: Map<String, Value>,
+}
+
+impl ApiError {
+    /// An error with `status`, a stable `code` and a message for humans.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 401: no or unknown credentials.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 403: the caller may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404: nothing there.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// Adds a top-level field to the body (e.g. `"decision": "deny"`).
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_string(), value);
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.extra;
+        body.insert(
+            "error".into(),
+            json!({"code": self.code, "message": self.message}),
+        );
+        (self.status, Json(Value::Object(body))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable; the request was not served, retry shortly",
+                )
+            }
+            StoreError::Conflict(cause) => {
+                tracing::info!(%cause, "constraint refused a change");
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "the change conflicts with stored data (a referenced record is missing or a value is taken)",
+                )
+            }
+            StoreError::Query(cause) => {
+                tracing::error!(%cause, "database query failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the server log has the cause",
+                )
+            }
+        }
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        ApiError::bad_request(e.to_string()).with("field", Value::String(e.field))
+    }
+}
+
+impl From<DecideError> for ApiError {
+    fn from(e: DecideError) -> Self {
+        match e {
+            DecideError::Input(e) => e.into(),
+            DecideError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Invalid(problems) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_import",
+                format!("the import document was refused, nothing was written: {}", problems.join("; ")),
+            )
+            .with("problems", json!(problems)),
+            ImportError::Store(e) => e.into(),
+        }
+    }
+}

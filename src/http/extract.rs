@@ -1,0 +1,99 @@
+//! Request extractors: JSON bodies whose errors name the field, and the
+//! calling app's API key.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::store::api_keys::{hash_key, ApiKey};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// A JSON body. Errors are 400 with the path of the offending field, 413
+/// past the body limit.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is over this route's size limit; send less per call",
+                )
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request("the request body is empty; send a JSON object"));
+        }
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path == "?" { "body".to_string() } else { path };
+            ApiError::bad_request(format!("{field}: {}", e.inner()))
+                .with("field", serde_json::Value::String(field))
+        })?;
+        de.end()
+            .map_err(|e| ApiError::bad_request(format!("body: trailing data after the JSON value: {e}")))?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// The app calling, authenticated by `Authorization: Bearer <api key>`.
+/// What it may do is asked of the policies with [`AppState::require`].
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The key's stored record (never its secret).
+    pub key: Arc<ApiKey>,
+    /// The request id, for audit events.
+    pub request_id: Option<String>,
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthenticated("missing Authorization header; send `Authorization: Bearer <api key>`"))?;
+        let presented = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <api key>`"))?;
+        if presented.len() > 200 {
+            return Err(ApiError::unauthenticated("unknown or revoked API key"));
+        }
+        let hash = hash_key(presented);
+        if let Some(key) = state.key_cache.get(&hash) {
+            return Ok(Caller { key, request_id });
+        }
+        let key = state
+            .store
+            .find_api_key(&hash)
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("unknown or revoked API key"))?;
+        let key = Arc::new(key);
+        state.key_cache.insert(hash, key.clone());
+        Ok(Caller { key, request_id })
+    }
+}

@@ -1,0 +1,156 @@
+//! HTTP: one router per area (decisions, AuthZEN, admin, operations) merged
+//! here, the shared state, and the layers every request passes through
+//! (request id, tracing, panic catching, timeout, body limits).
+
+pub mod admin;
+pub mod authzen;
+pub mod check;
+pub mod error;
+pub mod extract;
+pub mod ops;
+
+use crate::policy::PolicyEngine;
+use crate::store::api_keys::ApiKey;
+use crate::store::Store;
+use arc_swap::ArcSwap;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{BoxError, Router};
+use error::ApiError;
+use extract::Caller;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Largest body of a decision request (a batch of thousands with entities).
+pub const DECISION_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest body of an admin request (a whole import document).
+pub const ADMIN_BODY_LIMIT: usize = 512 * 1024 * 1024;
+/// How long a verified API key is trusted before it is looked up again.
+/// A key revoked through another replica stops working within this time.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// What every handler shares.
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    engine: ArcSwap<PolicyEngine>,
+    /// Verified API keys by hash, for [`KEY_CACHE_TTL`].
+    pub key_cache: moka::sync::Cache<String, Arc<ApiKey>>,
+    /// The URL apps reach Warden at (AuthZEN metadata).
+    pub public_url: String,
+    /// Prometheus metrics.
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Shared state over `store` and `engine`.
+    pub fn new(store: Store, engine: PolicyEngine, public_url: String, metrics: PrometheusHandle) -> Self {
+        AppState {
+            store,
+            engine: ArcSwap::from_pointee(engine),
+            key_cache: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+            public_url,
+            metrics,
+        }
+    }
+
+    /// The current policy set. A request keeps the set it loaded even if a
+    /// new one is swapped in meanwhile.
+    pub fn engine(&self) -> Arc<PolicyEngine> {
+        self.engine.load_full()
+    }
+
+    /// Asks the policies whether `caller` may perform the route action
+    /// `action` (policies/api.cedar); 403 when not.
+    pub fn require(&self, caller: &Caller, action: &str) -> Result<(), ApiError> {
+        let verdict = self
+            .engine()
+            .authorize_api_key(&caller.key.id, &caller.key.scopes, action);
+        if verdict.allow {
+            Ok(())
+        } else {
+            tracing::info!(key = %caller.key.id, action, "API key refused by policy");
+            Err(ApiError::forbidden(format!(
+                "this API key (scopes: {}) may not {action}; use a key with the scope that allows it",
+                caller.key.scopes.join(", ")
+            )))
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see the README for Warden's HTTP API")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+}
+
+async fn timed_out(error: BoxError) -> ApiError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took longer than the server's request timeout and was abandoned",
+        )
+        .with("decision", serde_json::Value::String("deny".into()))
+    } else {
+        tracing::error!(%error, "middleware failure");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has the cause")
+    }
+}
+
+fn panicked(err: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    tracing::error!(panic = detail, "handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has the cause")
+        .with("decision", serde_json::Value::String("deny".into()))
+        .into_response()
+}
+
+/// The whole HTTP API over `state`, with `timeout` per request.
+pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
+    let decisions = Router::new()
+        .merge(check::router())
+        .merge(authzen::router())
+        .layer(DefaultBodyLimit::max(DECISION_BODY_LIMIT));
+    let admin = admin::router().layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
+    Router::new()
+        .merge(decisions)
+        .merge(admin)
+        .merge(ops::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(panicked))
+                .layer(HandleErrorLayer::new(timed_out))
+                .layer(tower::timeout::TimeoutLayer::new(timeout)),
+        )
+}

@@ -1,0 +1,179 @@
+//! Building and running the server: policies loaded and validated, database
+//! connected and migrated, first admin key, optional demo world, listener
+//! bound (port 0 in tests), router served until shutdown.
+
+use crate::audit::Actor;
+use crate::config::{redact_url, Settings};
+use crate::domain::World;
+use crate::http::{self, AppState};
+use crate::policy::{LoadError, PolicyEngine};
+use crate::store::api_keys::generate_key;
+use crate::store::world::ImportError;
+use crate::store::{Store, StoreError};
+use crate::telemetry;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// The demo world loaded by `warden serve --demo`.
+pub const DEMO_WORLD: &str = include_str!("../demo/world.json");
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum StartError {
+    /// The policies or schema are invalid.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Policies(#[from] LoadError),
+    /// The database could not be opened or migrated.
+    #[error("cannot use the database at {url}: {source}")]
+    #[diagnostic(help("check --database-url (or WARDEN_DATABASE_URL / DATABASE_URL) and that the database is running"))]
+    Database {
+        /// The URL, password hidden.
+        url: String,
+        /// The cause.
+        source: StoreError,
+    },
+    /// A file or socket could not be used.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was attempted.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The demo world did not import.
+    #[error("cannot load the demo world: {0}")]
+    Demo(String),
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    router: axum::Router,
+    admin_key_file: Option<PathBuf>,
+}
+
+/// Opens and migrates the database at `url`.
+pub async fn open_store(url: &str) -> Result<Store, StartError> {
+    let wrap = |source| StartError::Database {
+        url: redact_url(url),
+        source,
+    };
+    let store = Store::connect(url).await.map_err(wrap)?;
+    store.migrate().await.map_err(wrap)?;
+    Ok(store)
+}
+
+/// Creates the first admin key when no live one exists and writes it to
+/// `<data dir>/admin.key` (mode 0600) before storing its hash.
+async fn bootstrap_admin_key(store: &Store, data_dir: &Path, url: &str) -> Result<Option<PathBuf>, StartError> {
+    let db = |source| StartError::Database {
+        url: redact_url(url),
+        source,
+    };
+    if store.has_admin_key().await.map_err(db)? {
+        return Ok(None);
+    }
+    let (id, secret) = generate_key();
+    let path = data_dir.join("admin.key");
+    write_secret(&path, secret.expose()).map_err(|source| StartError::Io {
+        what: format!("write the admin key to {}", path.display()),
+        source,
+    })?;
+    let scopes = ["admin".to_string(), "check".to_string()];
+    store
+        .store_api_key(&id, &secret, "first admin key", &scopes, Actor::system(), None)
+        .await
+        .map_err(db)?;
+    Ok(Some(path))
+}
+
+fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(file, "{secret}")
+}
+
+/// Imports the demo world (idempotent).
+pub async fn load_demo(store: &Store) -> Result<(), StartError> {
+    let world: World = serde_json::from_str(DEMO_WORLD).map_err(|e| StartError::Demo(e.to_string()))?;
+    store
+        .import(&world, Actor::cli("serve --demo"), None)
+        .await
+        .map_err(|e: ImportError| StartError::Demo(e.to_string()))?;
+    Ok(())
+}
+
+impl Application {
+    /// Loads policies, opens the database, binds the listener.
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let engine = PolicyEngine::load(&settings.policies, &settings.schema)?;
+        tracing::info!(version = engine.version(), policies = engine.policies().len(), "policies loaded");
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::Io {
+            what: format!("create the data folder {}", settings.data_dir.display()),
+            source,
+        })?;
+        let store = open_store(&settings.database_url).await?;
+        tracing::info!(database = %redact_url(&settings.database_url), "database ready");
+        let admin_key_file = bootstrap_admin_key(&store, &settings.data_dir, &settings.database_url).await?;
+        if settings.demo {
+            load_demo(&store).await?;
+            tracing::info!("demo world loaded");
+        }
+        let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Io {
+            what: format!("listen on {}", settings.listen),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Io {
+            what: "read the listen address".into(),
+            source,
+        })?;
+        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let state = Arc::new(AppState::new(store, engine, public_url, telemetry::metrics()));
+        let router = http::router(state.clone(), settings.request_timeout);
+        Ok(Application {
+            listener,
+            state,
+            router,
+            admin_key_file,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Shared state (tests use it to reach the store).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Where the first admin key was written, when this start created it.
+    pub fn admin_key_file(&self) -> Option<&Path> {
+        self.admin_key_file.as_deref()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
