@@ -93,6 +93,7 @@ impl Store {
                 query = query.bind(None::<String>);
             }
         }
+        self.count_fact_load();
         let rows = query.fetch_all(self.pool()).await?;
         let mut world = World::default();
         for row in &rows {

@@ -76,6 +76,7 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    fact_loads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 static DRIVERS: Once = Once::new();
@@ -111,7 +112,11 @@ impl Store {
             // Persistent in the file: readers no longer block the writer.
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            fact_loads: Default::default(),
+        })
     }
 
     /// Applies every pending migration of this backend.
@@ -134,6 +139,24 @@ impl Store {
     /// The pool, for the query modules.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// How many fact loads (decision round trips) this store has made; a
+    /// batch of decisions makes one.
+    pub fn fact_loads(&self) -> u64 {
+        self.fact_loads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_fact_load(&self) {
+        self.fact_loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("warden_fact_loads_total").increment(1);
+    }
+
+    /// Number of audit events stored (all targets).
+    pub async fn audit_event_count(&self) -> Result<i64, StoreError> {
+        use sqlx::Row;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events").fetch_one(&self.pool).await?;
+        row.try_get::<i64, _>("n").map_err(|e| StoreError::Query(e.to_string()))
     }
 
     /// Checks that the database answers.

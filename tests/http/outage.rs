@@ -1,0 +1,105 @@
+//! Database outage: decisions answer 503 with a deny body while Postgres is
+//! unreachable, and work again once it is back, with no restart.
+
+use crate::common::{spawn_with, Db, PgDatabase};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+/// A TCP proxy to Postgres that can cut every connection and refuse new ones.
+struct Proxy {
+    addr: String,
+    up: Arc<AtomicBool>,
+    pipes: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let up = Arc::new(AtomicBool::new(true));
+        let pipes: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (flag, list) = (up.clone(), pipes.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    drop(client); // the database "is down"
+                    continue;
+                }
+                let target = target.clone();
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&target).await {
+                        let _ = copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                list.lock().await.push(pipe);
+            }
+        });
+        Proxy { addr, up, pipes }
+    }
+
+    async fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for pipe in self.pipes.lock().await.drain(..) {
+            pipe.abort();
+        }
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn database_outage_answers_503_deny_then_recovers() {
+    let pg = PgDatabase::create().await;
+    let admin = crate::common::postgres_admin_url();
+    let target = admin
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_string();
+    let proxy = Proxy::start(target).await;
+    let url = pg.url_via(&proxy.addr);
+    let app = spawn_with(Db::Postgres, Some(pg), Some(url)).await;
+    app.import(&json!({
+        "users": [{"id": "u", "kind": "registered"}],
+        "workspaces": [{"id": "w", "owner": "u"}],
+        "projects": [{"id": "p", "workspace": "w"}],
+        "assets": [{"id": "a", "project": "p"}]
+    }))
+    .await;
+    let request = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
+                         "resource": {"type": "Asset", "id": "a"}});
+    let (status, body) = app.post("/v1/check", &request).await;
+    assert_eq!((status, body["decision"].clone()), (200, json!("allow")), "{body}");
+
+    proxy.down().await;
+    // The API key is cached; the fact load needs the database.
+    let (status, body) = app.post("/v1/check", &request).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["error"]["code"], "database_unavailable");
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, 503);
+
+    proxy.up();
+    let mut recovered = false;
+    for _ in 0..50 {
+        let (status, body) = app.post("/v1/check", &request).await;
+        if status == 200 {
+            assert_eq!(body["decision"], "allow");
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "decisions did not recover after the database came back");
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, 200);
+}
