@@ -120,7 +120,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = url.get(scheme + 3..at).unwrap_or("");
             let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", url.get(..scheme + 3).unwrap_or(""), user, url.get(at..).unwrap_or(""))
+            format!(
+                "{}{}:***{}",
+                url.get(..scheme + 3).unwrap_or(""),
+                user,
+                url.get(at..).unwrap_or("")
+            )
         }
         _ => url.to_string(),
     }

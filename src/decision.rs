@@ -106,17 +106,17 @@ fn entity_uid(
     action: &str,
     field: &str,
 ) -> Result<EntityUid, InputError> {
-    let known = engine
-        .schema()
-        .entity_types()
-        .any(|t| t.basename() == r.ty && !reserved(t));
-    if !known {
+    let Some(ty) = engine.entity_type(&r.ty).filter(|t| !reserved(t)) else {
         return Err(input_error(
             format!("{field}.type"),
-            format!("unknown entity type {:?}; expected one of: {}", r.ty, allowed.join(", ")),
+            format!(
+                "unknown entity type {:?}; expected one of: {}",
+                r.ty,
+                allowed.join(", ")
+            ),
         ));
-    }
-    if !allowed.iter().any(|t| *t == r.ty) {
+    };
+    if !allowed.contains(&r.ty) {
         return Err(input_error(
             format!("{field}.type"),
             format!(
@@ -127,11 +127,7 @@ fn entity_uid(
         ));
     }
     crate::domain::Id::parse(r.id.clone()).map_err(|e| input_error(format!("{field}.id"), e))?;
-    let ty = format!("{}::{}", entities::NAMESPACE, r.ty);
-    let ty: EntityTypeName = ty
-        .parse()
-        .map_err(|_| input_error(format!("{field}.type"), "not a valid type name"))?;
-    Ok(entities::uid(&ty, &r.id))
+    Ok(entities::uid(ty, &r.id))
 }
 
 fn supplied_entities(
@@ -150,7 +146,10 @@ fn supplied_entities(
         if reserved(uid.type_name()) {
             return Err(input_error(
                 field,
-                format!("entities of type {} come only from Warden; remove {uid}", uid.type_name().basename()),
+                format!(
+                    "entities of type {} come only from Warden; remove {uid}",
+                    uid.type_name().basename()
+                ),
             ));
         }
         let (_, _, parents) = entity.clone().into_inner();
@@ -169,25 +168,21 @@ impl DecisionInput {
     /// Validates `raw` against the schema; `path` prefixes field names in
     /// errors (e.g. `requests[3].`).
     pub fn parse(engine: &PolicyEngine, raw: RawDecision, path: &str) -> Result<Self, InputError> {
-        let action = entities::action(&raw.action);
-        let decision_actions = engine.decision_actions();
-        let applies = engine
-            .applies_to(&action)
-            .filter(|_| decision_actions.iter().any(|a| *a == raw.action));
-        let Some((principals, resources)) = applies else {
+        let Some(shape) = engine.decision_action(&raw.action) else {
             return Err(input_error(
                 format!("{path}action"),
                 format!(
                     "unknown action {:?}; expected one of: {}",
                     raw.action,
-                    decision_actions.join(", ")
+                    engine.decision_actions().collect::<Vec<_>>().join(", ")
                 ),
             ));
         };
+        let action = entities::action(&raw.action);
         let principal = entity_uid(
             engine,
             &raw.principal,
-            &principals,
+            &shape.principals,
             "principal",
             &raw.action,
             &format!("{path}principal"),
@@ -195,7 +190,7 @@ impl DecisionInput {
         let resource = entity_uid(
             engine,
             &raw.resource,
-            &resources,
+            &shape.resources,
             "resource",
             &raw.action,
             &format!("{path}resource"),
@@ -310,7 +305,8 @@ pub fn decide_in_world(
 ) -> Result<Vec<Verdict>, DecideError> {
     let stored = entities::build(world).map_err(|e| StoreError::Query(e.to_string()))?;
     let stored_uids: HashSet<EntityUid> = stored.iter().map(Entity::uid).collect();
-    let base = Entities::from_entities(stored, None).map_err(|e| StoreError::Query(e.to_string()))?;
+    let base =
+        Entities::from_entities(stored, None).map_err(|e| StoreError::Query(e.to_string()))?;
     let mut verdicts = Vec::with_capacity(inputs.len());
     for (index, input) in inputs.iter().enumerate() {
         let field = if inputs.len() == 1 && path.is_empty() {
@@ -322,7 +318,11 @@ pub fn decide_in_world(
         let slice = if input.supplied.is_empty() {
             &base
         } else {
-            if let Some(clash) = input.supplied.iter().find(|e| stored_uids.contains(&e.uid())) {
+            if let Some(clash) = input
+                .supplied
+                .iter()
+                .find(|e| stored_uids.contains(&e.uid()))
+            {
                 return Err(input_error(
                     field,
                     format!(

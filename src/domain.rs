@@ -30,7 +30,10 @@ impl Id {
             return Err("an id must not be empty".into());
         }
         if raw.len() > MAX_ID_LEN {
-            return Err(format!("an id must be at most {MAX_ID_LEN} bytes, got {}", raw.len()));
+            return Err(format!(
+                "an id must be at most {MAX_ID_LEN} bytes, got {}",
+                raw.len()
+            ));
         }
         if raw.chars().any(char::is_control) {
             return Err("an id must not contain control characters".into());

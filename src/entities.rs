@@ -5,7 +5,9 @@
 //! ten times the evaluation itself). Roles and grants become `Role` groups the
 //! user is placed in; nothing here decides who may do what.
 
-use crate::domain::{AssetRecord, Id, ProjectRecord, Role, Scope, UserRecord, World, WorkspaceRecord};
+use crate::domain::{
+    AssetRecord, Id, ProjectRecord, Role, Scope, UserRecord, WorkspaceRecord, World,
+};
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -130,7 +132,10 @@ fn workspace_entity(ws: &WorkspaceRecord) -> Result<Entity, BuildError> {
     let group = |name| entity_ref(role_group("workspace", &ws.id, name));
     let attrs = HashMap::from([
         ("workspace".to_string(), entity_ref(me.clone())),
-        ("owner".to_string(), entity_ref(uid(&TYPES.user, ws.owner.as_str()))),
+        (
+            "owner".to_string(),
+            entity_ref(uid(&TYPES.user, ws.owner.as_str())),
+        ),
         ("visibility".to_string(), string(ws.visibility.as_str())),
         ("owners".to_string(), group("owners")),
         ("editors".to_string(), group("editors")),
@@ -147,7 +152,10 @@ fn project_entity(project: &ProjectRecord) -> Result<Entity, BuildError> {
     let attrs = HashMap::from([
         ("project".to_string(), entity_ref(me.clone())),
         ("workspace".to_string(), entity_ref(workspace.clone())),
-        ("visibility".to_string(), string(project.visibility.as_str())),
+        (
+            "visibility".to_string(),
+            string(project.visibility.as_str()),
+        ),
         ("editors".to_string(), group("editors")),
         ("viewers".to_string(), group("viewers")),
     ]);
@@ -160,9 +168,15 @@ fn asset_entity(asset: &AssetRecord, workspace: &Id) -> Result<Entity, BuildErro
     let group = |name| entity_ref(role_group("asset", &asset.id, name));
     let attrs = HashMap::from([
         ("project".to_string(), entity_ref(project.clone())),
-        ("workspace".to_string(), entity_ref(uid(&TYPES.workspace, workspace.as_str()))),
+        (
+            "workspace".to_string(),
+            entity_ref(uid(&TYPES.workspace, workspace.as_str())),
+        ),
         ("visibility".to_string(), string(asset.visibility.as_str())),
-        ("public_access".to_string(), string(asset.public_access.as_str())),
+        (
+            "public_access".to_string(),
+            string(asset.public_access.as_str()),
+        ),
         ("readers".to_string(), group("readers")),
         ("writers".to_string(), group("writers")),
     ]);
@@ -174,7 +188,11 @@ fn groups_by_user(world: &World) -> HashMap<&Id, HashSet<EntityUid>> {
     let mut groups: HashMap<&Id, HashSet<EntityUid>> = HashMap::new();
     for m in &world.memberships {
         let set = groups.entry(&m.user).or_default();
-        set.insert(role_group(m.scope.as_str(), &m.id, role_group_name(m.scope, m.role)));
+        set.insert(role_group(
+            m.scope.as_str(),
+            &m.id,
+            role_group_name(m.scope, m.role),
+        ));
         if m.scope == Scope::Workspace {
             set.insert(role_group("workspace", &m.id, "members"));
         }
@@ -184,7 +202,10 @@ fn groups_by_user(world: &World) -> HashMap<&Id, HashSet<EntityUid>> {
             crate::domain::Permission::Read => "readers",
             crate::domain::Permission::Write => "writers",
         };
-        groups.entry(&g.user).or_default().insert(role_group("asset", &g.asset, name));
+        groups
+            .entry(&g.user)
+            .or_default()
+            .insert(role_group("asset", &g.asset, name));
     }
     groups
 }
@@ -203,7 +224,10 @@ pub fn build(world: &World) -> Result<Vec<Entity>, BuildError> {
         world.users.len() + world.workspaces.len() + world.projects.len() + world.assets.len(),
     );
     for user in &world.users {
-        out.push(user_entity(user, groups.remove(&user.id).unwrap_or_default())?);
+        out.push(user_entity(
+            user,
+            groups.remove(&user.id).unwrap_or_default(),
+        )?);
     }
     for ws in &world.workspaces {
         out.push(workspace_entity(ws)?);
@@ -212,10 +236,13 @@ pub fn build(world: &World) -> Result<Vec<Entity>, BuildError> {
         out.push(project_entity(project)?);
     }
     for asset in &world.assets {
-        let workspace = workspace_of.get(&asset.project).ok_or_else(|| BuildError::MissingParent {
-            what: format!("asset {:?}", asset.id.as_str()),
-            missing: format!("project {:?}", asset.project.as_str()),
-        })?;
+        let workspace =
+            workspace_of
+                .get(&asset.project)
+                .ok_or_else(|| BuildError::MissingParent {
+                    what: format!("asset {:?}", asset.id.as_str()),
+                    missing: format!("project {:?}", asset.project.as_str()),
+                })?;
         out.push(asset_entity(asset, workspace)?);
     }
     Ok(out)

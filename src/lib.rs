@@ -5,16 +5,21 @@
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
 )]
 
 pub mod audit;
+pub mod config;
 pub mod decision;
 pub mod domain;
 pub mod entities;
-pub mod policy;
-pub mod store;
-pub mod config;
 pub mod http;
+pub mod policy;
 pub mod startup;
+pub mod store;
 pub mod telemetry;

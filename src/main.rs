@@ -73,9 +73,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return report(e),
     };
     if let Some(path) = app.admin_key_file() {
-        eprintln!("warden: created the first admin API key, saved to {} (mode 0600)", path.display());
+        eprintln!(
+            "warden: created the first admin API key, saved to {} (mode 0600)",
+            path.display()
+        );
     }
-    let addr = app.local_addr().map_or_else(|| settings.listen.to_string(), |a| a.to_string());
+    let addr = app
+        .local_addr()
+        .map_or_else(|| settings.listen.to_string(), |a| a.to_string());
     tracing::info!(%addr, database = %redact_url(&settings.database_url), "warden listening");
     eprintln!("warden: listening on http://{addr}");
     match app.run(shutdown_signal()).await {
@@ -143,16 +148,18 @@ async fn main() -> ExitCode {
             }
         }
         Command::Import { store, file } => import(store, file).await,
-        Command::Validate { policy } => match PolicyEngine::load(&policy.policies, &policy.schema) {
-            Ok(engine) => {
-                println!(
-                    "ok: {} policies valid against the schema (version {})",
-                    engine.policies().len(),
-                    engine.version()
-                );
-                ExitCode::SUCCESS
+        Command::Validate { policy } => {
+            match PolicyEngine::load(&policy.policies, &policy.schema) {
+                Ok(engine) => {
+                    println!(
+                        "ok: {} policies valid against the schema (version {})",
+                        engine.policies().len(),
+                        engine.version()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(e),
             }
-            Err(e) => report(e),
-        },
+        }
     }
 }

@@ -70,7 +70,11 @@ pub async fn open_store(url: &str) -> Result<Store, StartError> {
 
 /// Creates the first admin key when no live one exists and writes it to
 /// `<data dir>/admin.key` (mode 0600) before storing its hash.
-async fn bootstrap_admin_key(store: &Store, data_dir: &Path, url: &str) -> Result<Option<PathBuf>, StartError> {
+async fn bootstrap_admin_key(
+    store: &Store,
+    data_dir: &Path,
+    url: &str,
+) -> Result<Option<PathBuf>, StartError> {
     let db = |source| StartError::Database {
         url: redact_url(url),
         source,
@@ -86,7 +90,14 @@ async fn bootstrap_admin_key(store: &Store, data_dir: &Path, url: &str) -> Resul
     })?;
     let scopes = ["admin".to_string(), "check".to_string()];
     store
-        .store_api_key(&id, &secret, "first admin key", &scopes, Actor::system(), None)
+        .store_api_key(
+            &id,
+            &secret,
+            "first admin key",
+            &scopes,
+            Actor::system(),
+            None,
+        )
         .await
         .map_err(db)?;
     Ok(Some(path))
@@ -112,7 +123,8 @@ fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
 
 /// Imports the demo world (idempotent).
 pub async fn load_demo(store: &Store) -> Result<(), StartError> {
-    let world: World = serde_json::from_str(DEMO_WORLD).map_err(|e| StartError::Demo(e.to_string()))?;
+    let world: World =
+        serde_json::from_str(DEMO_WORLD).map_err(|e| StartError::Demo(e.to_string()))?;
     store
         .import(&world, Actor::cli("serve --demo"), None)
         .await
@@ -124,28 +136,44 @@ impl Application {
     /// Loads policies, opens the database, binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let engine = PolicyEngine::load(&settings.policies, &settings.schema)?;
-        tracing::info!(version = engine.version(), policies = engine.policies().len(), "policies loaded");
+        tracing::info!(
+            version = engine.version(),
+            policies = engine.policies().len(),
+            "policies loaded"
+        );
         std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::Io {
             what: format!("create the data folder {}", settings.data_dir.display()),
             source,
         })?;
         let store = open_store(&settings.database_url).await?;
         tracing::info!(database = %redact_url(&settings.database_url), "database ready");
-        let admin_key_file = bootstrap_admin_key(&store, &settings.data_dir, &settings.database_url).await?;
+        let admin_key_file =
+            bootstrap_admin_key(&store, &settings.data_dir, &settings.database_url).await?;
         if settings.demo {
             load_demo(&store).await?;
             tracing::info!("demo world loaded");
         }
-        let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Io {
-            what: format!("listen on {}", settings.listen),
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Io {
+                    what: format!("listen on {}", settings.listen),
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Io {
             what: "read the listen address".into(),
             source,
         })?;
-        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let state = Arc::new(AppState::new(store, engine, public_url, telemetry::metrics()));
+        let public_url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let state = Arc::new(AppState::new(
+            store,
+            engine,
+            public_url,
+            telemetry::metrics(),
+        ));
         let router = http::router(state.clone(), settings.request_timeout);
         Ok(Application {
             listener,
@@ -171,7 +199,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

@@ -27,5 +27,9 @@ fn policy_suites_pass() {
         }
     }
     eprintln!("policy suites: {passed} passed, {} failed", failures.len());
-    assert!(failures.is_empty(), "failing policy cases:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failing policy cases:\n{}",
+        failures.join("\n")
+    );
 }

@@ -34,13 +34,20 @@ async fn import(
     state.require(&caller, "import")?;
     let counts = state
         .store
-        .import(&world, Actor::api_key(&caller.key.id), caller.request_id.clone())
+        .import(
+            &world,
+            Actor::api_key(&caller.key.id),
+            caller.request_id.clone(),
+        )
         .await?;
     tracing::info!(key = %caller.key.id, %counts, "world imported");
     Ok(Json(json!({ "imported": counts })))
 }
 
-async fn export(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<World>, ApiError> {
+async fn export(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<World>, ApiError> {
     state.require(&caller, "export")?;
     Ok(Json(state.store.export().await?))
 }
@@ -60,21 +67,36 @@ async fn create_key(
     state.require(&caller, "manage_api_keys")?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::bad_request("name: give the key a name of 1 to 200 characters").with("field", json!("name")));
+        return Err(
+            ApiError::bad_request("name: give the key a name of 1 to 200 characters")
+                .with("field", json!("name")),
+        );
     }
     if body.scopes.is_empty() {
-        return Err(ApiError::bad_request(format!("scopes: give at least one of: {}", SCOPES.join(", "))).with("field", json!("scopes")));
+        return Err(ApiError::bad_request(format!(
+            "scopes: give at least one of: {}",
+            SCOPES.join(", ")
+        ))
+        .with("field", json!("scopes")));
     }
     if let Some(bad) = body.scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-        return Err(ApiError::bad_request(format!("scopes: unknown scope {bad:?}; expected one of: {}", SCOPES.join(", ")))
-            .with("field", json!("scopes")));
+        return Err(ApiError::bad_request(format!(
+            "scopes: unknown scope {bad:?}; expected one of: {}",
+            SCOPES.join(", ")
+        ))
+        .with("field", json!("scopes")));
     }
     let mut scopes = body.scopes.clone();
     scopes.sort();
     scopes.dedup();
     let (key, secret) = state
         .store
-        .create_api_key(name, &scopes, Actor::api_key(&caller.key.id), caller.request_id.clone())
+        .create_api_key(
+            name,
+            &scopes,
+            Actor::api_key(&caller.key.id),
+            caller.request_id.clone(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -88,7 +110,10 @@ async fn create_key(
     ))
 }
 
-async fn list_keys(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     state.require(&caller, "manage_api_keys")?;
     let keys: Vec<ApiKey> = state.store.list_api_keys().await?;
     Ok(Json(json!({ "keys": keys })))
@@ -102,17 +127,26 @@ async fn revoke_key(
     state.require(&caller, "manage_api_keys")?;
     let revoked = state
         .store
-        .revoke_api_key(&id, Actor::api_key(&caller.key.id), caller.request_id.clone())
+        .revoke_api_key(
+            &id,
+            Actor::api_key(&caller.key.id),
+            caller.request_id.clone(),
+        )
         .await?;
     if !revoked {
-        return Err(ApiError::not_found(format!("no live API key with id {id:?}")));
+        return Err(ApiError::not_found(format!(
+            "no live API key with id {id:?}"
+        )));
     }
     // This process forgets it at once; other replicas within KEY_CACHE_TTL.
     state.key_cache.invalidate_all();
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn policies(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn policies(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     state.require(&caller, "read_policies")?;
     let engine = state.engine();
     Ok(Json(json!({

@@ -95,11 +95,22 @@ struct EvaluationsBody {
     options: Option<Options>,
 }
 
-fn raw(subject: Entity, action: Action, resource: Entity, context: Option<Map<String, Value>>) -> RawDecision {
+fn raw(
+    subject: Entity,
+    action: Action,
+    resource: Entity,
+    context: Option<Map<String, Value>>,
+) -> RawDecision {
     RawDecision {
-        principal: EntityRef { ty: subject.ty, id: subject.id },
+        principal: EntityRef {
+            ty: subject.ty,
+            id: subject.id,
+        },
         action: action.name,
-        resource: EntityRef { ty: resource.ty, id: resource.id },
+        resource: EntityRef {
+            ty: resource.ty,
+            id: resource.id,
+        },
         context: context.unwrap_or_default(),
         entities: None,
         authn: Authn::App,
@@ -136,16 +147,36 @@ async fn evaluation(
     let mut verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
         .await
         .map_err(|e| failed(e, &engine))?;
-    let verdict = verdicts.pop().unwrap_or_else(|| Verdict::deny_because("no verdict"));
+    let verdict = verdicts
+        .pop()
+        .unwrap_or_else(|| Verdict::deny_because("no verdict"));
     Ok(Json(answer(verdict, engine.version())))
 }
 
 /// Fills the gaps of `item` from `defaults`; names what is still missing.
-fn complete(item: Partial, defaults: &Partial, path: &str) -> Result<RawDecision, (String, String)> {
-    let missing = |what: &str| (format!("{path}{what}"), format!("missing {what}, and no top-level default"));
-    let subject = item.subject.or_else(|| defaults.subject.clone()).ok_or_else(|| missing("subject"))?;
-    let action = item.action.or_else(|| defaults.action.clone()).ok_or_else(|| missing("action"))?;
-    let resource = item.resource.or_else(|| defaults.resource.clone()).ok_or_else(|| missing("resource"))?;
+fn complete(
+    item: Partial,
+    defaults: &Partial,
+    path: &str,
+) -> Result<RawDecision, (String, String)> {
+    let missing = |what: &str| {
+        (
+            format!("{path}{what}"),
+            format!("missing {what}, and no top-level default"),
+        )
+    };
+    let subject = item
+        .subject
+        .or_else(|| defaults.subject.clone())
+        .ok_or_else(|| missing("subject"))?;
+    let action = item
+        .action
+        .or_else(|| defaults.action.clone())
+        .ok_or_else(|| missing("action"))?;
+    let resource = item
+        .resource
+        .or_else(|| defaults.resource.clone())
+        .ok_or_else(|| missing("resource"))?;
     let context = item.context.or_else(|| defaults.context.clone());
     Ok(raw(subject, action, resource, context))
 }
@@ -160,13 +191,17 @@ async fn evaluations(
     let semantic = body.options.unwrap_or_default().evaluations_semantic;
     // Without an `evaluations` array this is a single evaluation (AuthZEN 1.0).
     let Some(items) = body.evaluations.filter(|e| !e.is_empty()) else {
-        let raw = complete(Partial::default(), &body.defaults, "")
-            .map_err(|(field, message)| ApiError::bad_request(format!("{field}: {message}")).with("field", json!(field)))?;
+        let raw =
+            complete(Partial::default(), &body.defaults, "").map_err(|(field, message)| {
+                ApiError::bad_request(format!("{field}: {message}")).with("field", json!(field))
+            })?;
         let input = DecisionInput::parse(&engine, raw, "")?;
         let mut verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
             .await
             .map_err(|e| failed(e, &engine))?;
-        let verdict = verdicts.pop().unwrap_or_else(|| Verdict::deny_because("no verdict"));
+        let verdict = verdicts
+            .pop()
+            .unwrap_or_else(|| Verdict::deny_because("no verdict"));
         return Ok(Json(answer(verdict, engine.version())));
     };
     if items.len() > super::check::MAX_BATCH {
@@ -213,7 +248,10 @@ async fn evaluations(
                 .unwrap_or_else(|| json!({"decision": false})),
             Err(value) => value,
         };
-        let decision = value.get("decision").and_then(Value::as_bool).unwrap_or(false);
+        let decision = value
+            .get("decision")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         out.push(value);
         let stop = match semantic {
             Semantic::ExecuteAll => false,

@@ -4,7 +4,9 @@
 use super::error::ApiError;
 use super::extract::{Caller, JsonBody};
 use super::AppState;
-use crate::decision::{decide_all, Authn, DecideError, DecisionInput, EntityRef, InputError, RawDecision};
+use crate::decision::{
+    decide_all, Authn, DecideError, DecisionInput, EntityRef, InputError, RawDecision,
+};
 use crate::policy::{EvalError, PolicyEngine, Verdict};
 use crate::store::StoreError;
 use axum::extract::State;
@@ -86,7 +88,9 @@ impl CheckBody {
             (None, None) => {
                 return Err(InputError {
                     field: format!("{path}principal"),
-                    message: "missing: name the principal, e.g. {\"type\": \"User\", \"id\": \"alice\"}".into(),
+                    message:
+                        "missing: name the principal, e.g. {\"type\": \"User\", \"id\": \"alice\"}"
+                            .into(),
                 })
             }
         };
@@ -126,7 +130,13 @@ impl CheckResponse {
 }
 
 /// Logs one decision (never tokens or keys) and counts it.
-pub fn log_decision(input: &DecisionInput, verdict: &Verdict, micros: u128, version: &str, batched: bool) {
+pub fn log_decision(
+    input: &DecisionInput,
+    verdict: &Verdict,
+    micros: u128,
+    version: &str,
+    batched: bool,
+) {
     let decision = if verdict.allow { "allow" } else { "deny" };
     metrics::counter!("warden_decisions_total", "decision" => decision).increment(1);
     if batched {
@@ -161,7 +171,13 @@ pub async fn decide_logged(
     metrics::histogram!("warden_decision_batch_seconds").record(elapsed.as_secs_f64());
     let batched = inputs.len() > 1;
     for (input, verdict) in inputs.iter().zip(&verdicts) {
-        log_decision(input, verdict, elapsed.as_micros(), engine.version(), batched);
+        log_decision(
+            input,
+            verdict,
+            elapsed.as_micros(),
+            engine.version(),
+            batched,
+        );
     }
     if batched {
         let allowed = verdicts.iter().filter(|v| v.allow).count();
@@ -223,7 +239,11 @@ async fn batch(
     let mut inputs = Vec::with_capacity(body.requests.len());
     for (i, request) in body.requests.into_iter().enumerate() {
         let path = format!("requests[{i}].");
-        inputs.push(DecisionInput::parse(&engine, request.into_raw(&path)?, &path)?);
+        inputs.push(DecisionInput::parse(
+            &engine,
+            request.into_raw(&path)?,
+            &path,
+        )?);
     }
     let verdicts = decide_logged(&state, &engine, &inputs, "requests")
         .await

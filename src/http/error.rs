@@ -137,7 +137,10 @@ impl From<ImportError> for ApiError {
             ImportError::Invalid(problems) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_import",
-                format!("the import document was refused, nothing was written: {}", problems.join("; ")),
+                format!(
+                    "the import document was refused, nothing was written: {}",
+                    problems.join("; ")
+                ),
             )
             .with("problems", json!(problems)),
             ImportError::Store(e) => e.into(),

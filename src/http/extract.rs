@@ -35,17 +35,24 @@ where
             }
         })?;
         if bytes.is_empty() {
-            return Err(ApiError::bad_request("the request body is empty; send a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body is empty; send a JSON object",
+            ));
         }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." || path == "?" { "body".to_string() } else { path };
+            let field = if path == "." || path == "?" {
+                "body".to_string()
+            } else {
+                path
+            };
             ApiError::bad_request(format!("{field}: {}", e.inner()))
                 .with("field", serde_json::Value::String(field))
         })?;
-        de.end()
-            .map_err(|e| ApiError::bad_request(format!("body: trailing data after the JSON value: {e}")))?;
+        de.end().map_err(|e| {
+            ApiError::bad_request(format!("body: trailing data after the JSON value: {e}"))
+        })?;
         Ok(JsonBody(value))
     }
 }
@@ -63,23 +70,32 @@ pub struct Caller {
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
         let request_id = parts
             .headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthenticated("missing Authorization header; send `Authorization: Bearer <api key>`"))?;
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthenticated(
+                "missing Authorization header; send `Authorization: Bearer <api key>`",
+            )
+        })?;
         let presented = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <api key>`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthenticated("the Authorization header must be `Bearer <api key>`")
+            })?;
         if presented.len() > 200 {
             return Err(ApiError::unauthenticated("unknown or revoked API key"));
         }

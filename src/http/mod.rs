@@ -52,7 +52,12 @@ pub struct AppState {
 
 impl AppState {
     /// Shared state over `store` and `engine`.
-    pub fn new(store: Store, engine: PolicyEngine, public_url: String, metrics: PrometheusHandle) -> Self {
+    pub fn new(
+        store: Store,
+        engine: PolicyEngine,
+        public_url: String,
+        metrics: PrometheusHandle,
+    ) -> Self {
         AppState {
             store,
             engine: ArcSwap::from_pointee(engine),
@@ -94,7 +99,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
 }
 
 async fn timed_out(error: BoxError) -> ApiError {
@@ -107,7 +116,11 @@ async fn timed_out(error: BoxError) -> ApiError {
         .with("decision", serde_json::Value::String("deny".into()))
     } else {
         tracing::error!(%error, "middleware failure");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has the cause")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the server log has the cause",
+        )
     }
 }
 
@@ -118,9 +131,13 @@ fn panicked(err: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| err.downcast_ref::<&str>().copied())
         .unwrap_or("unknown");
     tracing::error!(panic = detail, "handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has the cause")
-        .with("decision", serde_json::Value::String("deny".into()))
-        .into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; the server log has the cause",
+    )
+    .with("decision", serde_json::Value::String("deny".into()))
+    .into_response()
 }
 
 /// The whole HTTP API over `state`, with `timeout` per request.

@@ -11,8 +11,8 @@ pub mod suite;
 
 use crate::entities::{self, TYPES};
 use cedar_policy::{
-    AuthorizationError, Authorizer, Context, Decision, Effect, Entities, EntityUid, PolicyId,
-    PolicySet, Request, Schema, SchemaFragment, ValidationMode, Validator,
+    AuthorizationError, Authorizer, Context, Decision, Effect, Entities, PolicyId, PolicySet,
+    Request, Schema, SchemaFragment, ValidationMode, Validator,
 };
 use diagnostics::{problem, problem_at, Problem};
 use serde::Serialize;
@@ -35,7 +35,9 @@ pub enum LoadError {
     },
     /// A folder holds no file of the expected kind.
     #[error("no {kind} files in {path}")]
-    #[diagnostic(help("point --policies at a folder of .cedar files and --schema at one of .cedarschema files"))]
+    #[diagnostic(help(
+        "point --policies at a folder of .cedar files and --schema at one of .cedarschema files"
+    ))]
     Empty {
         /// `.cedar` or `.cedarschema`.
         kind: &'static str,
@@ -114,6 +116,49 @@ pub struct PolicyEngine {
     version: String,
     infos: Vec<PolicyInfo>,
     authorizer: Authorizer,
+    /// Decision actions by name, with the principal and resource type
+    /// basenames each applies to (sorted), computed once per load.
+    shapes: std::collections::BTreeMap<String, ActionShape>,
+    /// Entity types of the schema by basename.
+    types: HashMap<String, cedar_policy::EntityTypeName>,
+}
+
+/// The principal and resource types an action applies to (basenames, sorted).
+#[derive(Clone, Debug)]
+pub struct ActionShape {
+    /// Principal types.
+    pub principals: Vec<String>,
+    /// Resource types.
+    pub resources: Vec<String>,
+}
+
+fn action_shapes(schema: &Schema) -> std::collections::BTreeMap<String, ActionShape> {
+    let user = TYPES.user.basename();
+    let mut shapes = std::collections::BTreeMap::new();
+    for action in schema.actions() {
+        let (Some(principals), Some(resources)) = (
+            schema.principals_for_action(action),
+            schema.resources_for_action(action),
+        ) else {
+            continue;
+        };
+        let mut principals: Vec<String> = principals.map(|t| t.basename().to_string()).collect();
+        let mut resources: Vec<String> = resources.map(|t| t.basename().to_string()).collect();
+        // Apps ask decisions about users; Warden's own API actions are not theirs to ask.
+        if !principals.iter().any(|p| p == user) {
+            continue;
+        }
+        principals.sort();
+        resources.sort();
+        shapes.insert(
+            action.id().unescaped().to_string(),
+            ActionShape {
+                principals,
+                resources,
+            },
+        );
+    }
+    shapes
 }
 
 struct SourceFile {
@@ -136,7 +181,11 @@ fn read_dir(dir: &Path, ext: &'static str) -> Result<Vec<SourceFile>, LoadError>
     paths.sort();
     if paths.is_empty() {
         return Err(LoadError::Empty {
-            kind: if ext == "cedar" { ".cedar" } else { ".cedarschema" },
+            kind: if ext == "cedar" {
+                ".cedar"
+            } else {
+                ".cedarschema"
+            },
             path: dir.to_path_buf(),
         });
     }
@@ -212,7 +261,11 @@ fn load_policies(
         // Keep file order: Cedar numbers policies policy0, policy1, ...
         let mut policies: Vec<_> = parsed.policies().collect();
         policies.sort_by_key(|p| {
-            p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(0)
+            p.id()
+                .to_string()
+                .trim_start_matches("policy")
+                .parse::<usize>()
+                .unwrap_or(0)
         });
         for policy in policies {
             let text = policy.to_string();
@@ -222,8 +275,7 @@ fn load_policies(
                     &file.name,
                     &file.text,
                     offset,
-                    "policy has no @id(\"...\") annotation; every policy needs a unique @id"
-                        .into(),
+                    "policy has no @id(\"...\") annotation; every policy needs a unique @id".into(),
                 ));
                 continue;
             };
@@ -279,7 +331,14 @@ impl PolicyEngine {
         if !problems.is_empty() {
             return Err(LoadError::Invalid { problems });
         }
+        let shapes = action_shapes(&schema);
+        let types = schema
+            .entity_types()
+            .map(|t| (t.basename().to_string(), t.clone()))
+            .collect();
         Ok(PolicyEngine {
+            shapes,
+            types,
             policies,
             schema,
             version: version_of(&schema_files, &policy_files),
@@ -312,7 +371,9 @@ impl PolicyEngine {
     /// A `forbid` that errors denies (CONTRACT §1.2); the erroring forbids are
     /// then the reasons.
     pub fn decide(&self, request: &Request, entities: &Entities) -> Verdict {
-        let response = self.authorizer.is_authorized(request, &self.policies, entities);
+        let response = self
+            .authorizer
+            .is_authorized(request, &self.policies, entities);
         let mut errors = Vec::new();
         let mut failed_forbids = Vec::new();
         for error in response.diagnostics().errors() {
@@ -332,8 +393,11 @@ impl PolicyEngine {
                 errors,
             };
         }
-        let mut reasons: Vec<String> =
-            response.diagnostics().reason().map(ToString::to_string).collect();
+        let mut reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
         reasons.sort();
         Verdict {
             allow: response.decision() == Decision::Allow,
@@ -365,33 +429,19 @@ impl PolicyEngine {
         }
     }
 
-    /// The principal and resource types `action` applies to, or `None` when
-    /// the schema has no such action.
-    pub fn applies_to(&self, action: &EntityUid) -> Option<(Vec<String>, Vec<String>)> {
-        let principals = self.schema.principals_for_action(action)?;
-        let mut principals: Vec<String> = principals.map(|t| t.basename().to_string()).collect();
-        let resources = self.schema.resources_for_action(action)?;
-        let mut resources: Vec<String> = resources.map(|t| t.basename().to_string()).collect();
-        principals.sort();
-        resources.sort();
-        Some((principals, resources))
+    /// The shape of the decision action `name`, or `None` when the schema has
+    /// no such action or it is not one apps may ask about.
+    pub fn decision_action(&self, name: &str) -> Option<&ActionShape> {
+        self.shapes.get(name)
     }
 
-    /// The names of the actions apps may ask decisions about (those whose
-    /// principal is a user), sorted.
-    pub fn decision_actions(&self) -> Vec<String> {
-        let user = TYPES.user.basename();
-        let mut names: Vec<String> = self
-            .schema
-            .actions()
-            .filter(|a| {
-                self.schema
-                    .principals_for_action(a)
-                    .is_some_and(|mut p| p.any(|t| t.basename() == user))
-            })
-            .map(|a| a.id().unescaped().to_string())
-            .collect();
-        names.sort();
-        names
+    /// The names of the actions apps may ask decisions about, sorted.
+    pub fn decision_actions(&self) -> impl Iterator<Item = &str> {
+        self.shapes.keys().map(String::as_str)
+    }
+
+    /// The schema's entity type with this basename (`User`, `Asset`...).
+    pub fn entity_type(&self, basename: &str) -> Option<&cedar_policy::EntityTypeName> {
+        self.types.get(basename)
     }
 }

@@ -95,7 +95,9 @@ fn authn(raw: Option<&str>) -> Result<Authn, String> {
         "app" => Ok(Authn::App),
         "anonymous_token" => Ok(Authn::AnonymousToken),
         "oidc_token" => Ok(Authn::OidcToken),
-        other => Err(format!("unknown authn {other:?}; expected app, anonymous_token or oidc_token")),
+        other => Err(format!(
+            "unknown authn {other:?}; expected app, anonymous_token or oidc_token"
+        )),
     }
 }
 
@@ -109,7 +111,11 @@ fn describe(v: &Verdict) -> String {
         } else {
             format!(
                 ", errors: [{}]",
-                v.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ")
+                v.errors
+                    .iter()
+                    .map(|e| e.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
         }
     )
@@ -118,8 +124,11 @@ fn describe(v: &Verdict) -> String {
 /// Runs every case of the suite in `file`.
 pub fn run_file(engine: &PolicyEngine, file: &Path) -> Result<Vec<Outcome>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let suite: Suite = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    let label = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let suite: Suite =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let label = file
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     run(engine, &label, suite)
 }
 
@@ -132,16 +141,27 @@ pub fn run(engine: &PolicyEngine, label: &str, suite: Suite) -> Result<Vec<Outco
         match (&case.action, case.decision) {
             (Some(action), Some(decision)) => expectations.push((action.clone(), decision)),
             (None, None) => {}
-            _ => return Err(format!("{label}: case {:?}: give both action and decision", case.name)),
+            _ => {
+                return Err(format!(
+                    "{label}: case {:?}: give both action and decision",
+                    case.name
+                ))
+            }
         }
         if expectations.is_empty() {
             return Err(format!("{label}: case {:?} expects nothing", case.name));
         }
         for (action, expected) in expectations {
             let raw = RawDecision {
-                principal: EntityRef { ty: case.principal.ty.clone(), id: case.principal.id.clone() },
+                principal: EntityRef {
+                    ty: case.principal.ty.clone(),
+                    id: case.principal.id.clone(),
+                },
                 action: action.clone(),
-                resource: EntityRef { ty: case.resource.ty.clone(), id: case.resource.id.clone() },
+                resource: EntityRef {
+                    ty: case.resource.ty.clone(),
+                    id: case.resource.id.clone(),
+                },
                 context: case.context.clone(),
                 entities: Some(suite.entities.clone()),
                 authn: authn(case.authn.as_deref()).map_err(|e| format!("{label}: {e}"))?,
@@ -156,19 +176,31 @@ pub fn run(engine: &PolicyEngine, label: &str, suite: Suite) -> Result<Vec<Outco
         .map_err(|e| format!("{label}: {e}"))?;
     let mut outcomes = Vec::new();
     for ((case, action, expected), verdict) in pairs.into_iter().zip(verdicts) {
-        let actual = if verdict.allow { Expected::Allow } else { Expected::Deny };
+        let actual = if verdict.allow {
+            Expected::Allow
+        } else {
+            Expected::Deny
+        };
         let mut failure = None;
         if actual != expected {
             failure = Some(format!(
                 "expected {}, got {}",
-                if expected == Expected::Allow { "allow" } else { "deny" },
+                if expected == Expected::Allow {
+                    "allow"
+                } else {
+                    "deny"
+                },
                 describe(&verdict)
             ));
         } else if let Some(reasons) = &case.reasons {
             let mut want = reasons.clone();
             want.sort();
             if want != verdict.reasons {
-                failure = Some(format!("expected reasons [{}], got {}", want.join(", "), describe(&verdict)));
+                failure = Some(format!(
+                    "expected reasons [{}], got {}",
+                    want.join(", "),
+                    describe(&verdict)
+                ));
             }
         }
         outcomes.push(Outcome {

@@ -61,7 +61,11 @@ fn row_to_key(row: &sqlx::any::AnyRow) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
         id: text(row, "id")?,
         name: text(row, "name")?,
-        scopes: scopes.split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
+        scopes: scopes
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         created_at: row
             .try_get::<i64, _>("created_at")
             .map_err(|e| StoreError::Query(format!("column created_at: {e}")))?,
@@ -88,7 +92,9 @@ impl Store {
         request_id: Option<String>,
     ) -> Result<(ApiKey, ApiKeySecret), StoreError> {
         let (id, secret) = generate_key();
-        let key = self.store_api_key(&id, &secret, name, scopes, actor, request_id).await?;
+        let key = self
+            .store_api_key(&id, &secret, name, scopes, actor, request_id)
+            .await?;
         Ok((key, secret))
     }
 
@@ -164,11 +170,12 @@ impl Store {
         request_id: Option<String>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now_millis())
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now_millis())
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }

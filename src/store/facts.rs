@@ -9,8 +9,8 @@
 
 use super::{id, opt_text, parse, required, text, values_list, Store, StoreError};
 use crate::domain::{
-    AssetRecord, GrantRecord, MembershipRecord, ProjectRecord, Scope, UserRecord, World,
-    WorkspaceRecord,
+    AssetRecord, GrantRecord, MembershipRecord, ProjectRecord, Scope, UserRecord, WorkspaceRecord,
+    World,
 };
 use std::collections::BTreeSet;
 
@@ -127,7 +127,11 @@ impl Store {
                 }),
                 "wm" | "pm" => world.memberships.push(MembershipRecord {
                     user: a,
-                    scope: if kind == "wm" { Scope::Workspace } else { Scope::Project },
+                    scope: if kind == "wm" {
+                        Scope::Workspace
+                    } else {
+                        Scope::Project
+                    },
                     id: id(b)?,
                     role: parse(&required(c, "role")?, "role")?,
                 }),

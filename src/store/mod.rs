@@ -57,7 +57,10 @@ impl From<sqlx::Error> for StoreError {
                 // 08xxx: connection exceptions; 57P0x: server shutting down.
                 if code.starts_with("08") || code.starts_with("57P0") {
                     StoreError::Unavailable(db.message().to_string())
-                } else if db.is_unique_violation() || db.is_foreign_key_violation() || db.is_check_violation() {
+                } else if db.is_unique_violation()
+                    || db.is_foreign_key_violation()
+                    || db.is_check_violation()
+                {
                     StoreError::Conflict(db.message().to_string())
                 } else {
                     StoreError::Query(db.message().to_string())
@@ -110,7 +113,9 @@ impl Store {
             .await?;
         if backend == Backend::Sqlite {
             // Persistent in the file: readers no longer block the writer.
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
         }
         Ok(Store {
             pool,
@@ -148,15 +153,19 @@ impl Store {
     }
 
     pub(crate) fn count_fact_load(&self) {
-        self.fact_loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fact_loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         metrics::counter!("warden_fact_loads_total").increment(1);
     }
 
     /// Number of audit events stored (all targets).
     pub async fn audit_event_count(&self) -> Result<i64, StoreError> {
         use sqlx::Row;
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events").fetch_one(&self.pool).await?;
-        row.try_get::<i64, _>("n").map_err(|e| StoreError::Query(e.to_string()))
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events")
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get::<i64, _>("n")
+            .map_err(|e| StoreError::Query(e.to_string()))
     }
 
     /// Checks that the database answers.
@@ -242,7 +251,10 @@ pub(crate) fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, Sto
 }
 
 /// Parses a stored word (kind, visibility, role...), naming it in the error.
-pub(crate) fn parse<T: std::str::FromStr<Err = String>>(value: &str, what: &str) -> Result<T, StoreError> {
+pub(crate) fn parse<T: std::str::FromStr<Err = String>>(
+    value: &str,
+    what: &str,
+) -> Result<T, StoreError> {
     value
         .parse()
         .map_err(|e| StoreError::Query(format!("stored {what} is invalid: {e}")))
@@ -250,7 +262,8 @@ pub(crate) fn parse<T: std::str::FromStr<Err = String>>(value: &str, what: &str)
 
 /// Parses a stored id.
 pub(crate) fn id(value: String) -> Result<crate::domain::Id, StoreError> {
-    crate::domain::Id::parse(value).map_err(|e| StoreError::Query(format!("stored id is invalid: {e}")))
+    crate::domain::Id::parse(value)
+        .map_err(|e| StoreError::Query(format!("stored id is invalid: {e}")))
 }
 
 /// Unwraps a column that must not be NULL.

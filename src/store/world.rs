@@ -5,8 +5,8 @@
 use super::{id, now_millis, parse, required, text, values_list, Store, StoreError};
 use crate::audit::{Actor, AuditEvent};
 use crate::domain::{
-    AssetRecord, GrantRecord, MembershipRecord, ProjectRecord, Scope, UserRecord, World,
-    WorkspaceRecord,
+    AssetRecord, GrantRecord, MembershipRecord, ProjectRecord, Scope, UserRecord, WorkspaceRecord,
+    World,
 };
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -42,19 +42,60 @@ fn check_document(world: &World) -> Vec<String> {
             }
         }
     }
-    dups(&mut problems, "users", world.users.iter().map(|u| format!("id {:?}", u.id.as_str())));
-    dups(&mut problems, "workspaces", world.workspaces.iter().map(|w| format!("id {:?}", w.id.as_str())));
-    dups(&mut problems, "projects", world.projects.iter().map(|p| format!("id {:?}", p.id.as_str())));
-    dups(&mut problems, "assets", world.assets.iter().map(|a| format!("id {:?}", a.id.as_str())));
+    dups(
+        &mut problems,
+        "users",
+        world
+            .users
+            .iter()
+            .map(|u| format!("id {:?}", u.id.as_str())),
+    );
+    dups(
+        &mut problems,
+        "workspaces",
+        world
+            .workspaces
+            .iter()
+            .map(|w| format!("id {:?}", w.id.as_str())),
+    );
+    dups(
+        &mut problems,
+        "projects",
+        world
+            .projects
+            .iter()
+            .map(|p| format!("id {:?}", p.id.as_str())),
+    );
+    dups(
+        &mut problems,
+        "assets",
+        world
+            .assets
+            .iter()
+            .map(|a| format!("id {:?}", a.id.as_str())),
+    );
     dups(
         &mut problems,
         "memberships",
-        world.memberships.iter().map(|m| format!("user {:?} in {} {:?}", m.user.as_str(), m.scope, m.id.as_str())),
+        world.memberships.iter().map(|m| {
+            format!(
+                "user {:?} in {} {:?}",
+                m.user.as_str(),
+                m.scope,
+                m.id.as_str()
+            )
+        }),
     );
     dups(
         &mut problems,
         "grants",
-        world.grants.iter().map(|g| format!("grant of asset {:?} to user {:?}", g.asset.as_str(), g.user.as_str())),
+        world.grants.iter().map(|g| {
+            format!(
+                "grant of asset {:?} to user {:?}",
+                g.asset.as_str(),
+                g.user.as_str()
+            )
+        }),
     );
     for (i, m) in world.memberships.iter().enumerate() {
         if let Some(problem) = m.problem() {
@@ -75,25 +116,60 @@ struct Reference<'a> {
 fn references(world: &World) -> Vec<Reference<'_>> {
     let mut refs = Vec::new();
     for (i, w) in world.workspaces.iter().enumerate() {
-        refs.push(Reference { path: format!("workspaces[{i}].owner"), table: "users", what: "user", id: w.owner.as_str() });
+        refs.push(Reference {
+            path: format!("workspaces[{i}].owner"),
+            table: "users",
+            what: "user",
+            id: w.owner.as_str(),
+        });
     }
     for (i, p) in world.projects.iter().enumerate() {
-        refs.push(Reference { path: format!("projects[{i}].workspace"), table: "workspaces", what: "workspace", id: p.workspace.as_str() });
+        refs.push(Reference {
+            path: format!("projects[{i}].workspace"),
+            table: "workspaces",
+            what: "workspace",
+            id: p.workspace.as_str(),
+        });
     }
     for (i, a) in world.assets.iter().enumerate() {
-        refs.push(Reference { path: format!("assets[{i}].project"), table: "projects", what: "project", id: a.project.as_str() });
+        refs.push(Reference {
+            path: format!("assets[{i}].project"),
+            table: "projects",
+            what: "project",
+            id: a.project.as_str(),
+        });
     }
     for (i, m) in world.memberships.iter().enumerate() {
-        refs.push(Reference { path: format!("memberships[{i}].user"), table: "users", what: "user", id: m.user.as_str() });
+        refs.push(Reference {
+            path: format!("memberships[{i}].user"),
+            table: "users",
+            what: "user",
+            id: m.user.as_str(),
+        });
         let (table, what) = match m.scope {
             Scope::Workspace => ("workspaces", "workspace"),
             Scope::Project => ("projects", "project"),
         };
-        refs.push(Reference { path: format!("memberships[{i}].id"), table, what, id: m.id.as_str() });
+        refs.push(Reference {
+            path: format!("memberships[{i}].id"),
+            table,
+            what,
+            id: m.id.as_str(),
+        });
     }
     for (i, g) in world.grants.iter().enumerate() {
-        refs.push(Reference { path: format!("grants[{i}].user"), table: "users", what: "user", id: g.user.as_str() });
-        refs.push(Reference { path: format!("grants[{i}].asset"), table: "assets", what: "asset", id: g.asset.as_str() });
+        refs.push(Reference {
+            path: format!("grants[{i}].user"),
+            table: "users",
+            what: "user",
+            id: g.user.as_str(),
+        });
+        refs.push(Reference {
+            path: format!("grants[{i}].asset"),
+            table: "assets",
+            what: "asset",
+            id: g.asset.as_str(),
+        });
     }
     refs
 }
@@ -374,9 +450,10 @@ impl Store {
                 visibility: parse(&text(&row, "visibility")?, "visibility")?,
             });
         }
-        for row in sqlx::query("SELECT id, project_id, visibility, public_access FROM assets ORDER BY id")
-            .fetch_all(&mut *conn)
-            .await?
+        for row in
+            sqlx::query("SELECT id, project_id, visibility, public_access FROM assets ORDER BY id")
+                .fetch_all(&mut *conn)
+                .await?
         {
             world.assets.push(AssetRecord {
                 id: id(text(&row, "id")?)?,
@@ -396,9 +473,11 @@ impl Store {
                 role: parse(&required(super::opt_text(&row, "role")?, "role")?, "role")?,
             });
         }
-        for row in sqlx::query("SELECT user_id, asset_id, permission FROM asset_grants ORDER BY asset_id, user_id")
-            .fetch_all(&mut *conn)
-            .await?
+        for row in sqlx::query(
+            "SELECT user_id, asset_id, permission FROM asset_grants ORDER BY asset_id, user_id",
+        )
+        .fetch_all(&mut *conn)
+        .await?
         {
             world.grants.push(GrantRecord {
                 user: id(text(&row, "user_id")?)?,

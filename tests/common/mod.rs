@@ -36,12 +36,14 @@ pub struct PgDatabase {
 impl PgDatabase {
     pub async fn create() -> Self {
         let admin_url = postgres_admin_url();
-        let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!(
-                "Postgres tests need a server at {admin_url} (set WARDEN_TEST_DATABASE_URL; \
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "Postgres tests need a server at {admin_url} (set WARDEN_TEST_DATABASE_URL; \
                  .ci/run starts the local one): {e}"
-            )
-        });
+                )
+            });
         let name = format!("warden_test_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
@@ -52,7 +54,10 @@ impl PgDatabase {
 
     /// URL of this database, on `host_port` (the server's, or a proxy's).
     pub fn url_via(&self, host_port: &str) -> String {
-        let base = self.admin_url.rsplit_once('/').map_or(self.admin_url.as_str(), |(b, _)| b);
+        let base = self
+            .admin_url
+            .rsplit_once('/')
+            .map_or(self.admin_url.as_str(), |(b, _)| b);
         let base = match (base.find('@'), base.rfind('/')) {
             (Some(at), _) => format!("{}@{host_port}", &base[..at]),
             _ => format!("postgres://postgres@{host_port}"),
@@ -61,7 +66,10 @@ impl PgDatabase {
     }
 
     pub fn url(&self) -> String {
-        let base = self.admin_url.rsplit_once('/').map_or(self.admin_url.as_str(), |(b, _)| b);
+        let base = self
+            .admin_url
+            .rsplit_once('/')
+            .map_or(self.admin_url.as_str(), |(b, _)| b);
         format!("{base}/{}", self.name)
     }
 }
@@ -72,13 +80,16 @@ impl Drop for PgDatabase {
         let name = self.name.clone();
         // Drop runs inside or outside a runtime: use a thread of our own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
                     }
                 });
             }
@@ -207,7 +218,13 @@ impl TestApp {
     }
 
     /// `/v1/check` for a User on `resource_type`/`resource_id`; returns the decision word.
-    pub async fn decide(&self, user: &str, action: &str, resource_type: &str, resource_id: &str) -> String {
+    pub async fn decide(
+        &self,
+        user: &str,
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> String {
         let (status, body) = self
             .post(
                 "/v1/check",
@@ -225,7 +242,10 @@ impl TestApp {
     /// Creates an API key with `scopes`; returns its text.
     pub async fn key_with_scopes(&self, scopes: &[&str]) -> String {
         let (status, body) = self
-            .post("/v1/admin/api-keys", &json!({"name": "test", "scopes": scopes}))
+            .post(
+                "/v1/admin/api-keys",
+                &json!({"name": "test", "scopes": scopes}),
+            )
             .await;
         assert_eq!(status, 201, "key not created: {body}");
         body["key"].as_str().expect("key").to_string()

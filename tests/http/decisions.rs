@@ -17,18 +17,26 @@ async fn policy_suites_hold_over_http(db: Db) {
     files.sort();
     let mut checked = 0;
     for file in files {
-        let suite: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+        let suite: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
         let app = spawn_app(db).await;
         app.import(&suite["world"]).await;
         let mut requests = Vec::new();
         let mut expected = Vec::new();
         for case in suite["cases"].as_array().expect("cases") {
-            if case.get("authn").and_then(Value::as_str).is_some_and(|a| a != "app") {
+            if case
+                .get("authn")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a != "app")
+            {
                 continue;
             }
             let mut pairs: Vec<(String, String)> = Vec::new();
             if let (Some(a), Some(d)) = (case.get("action"), case.get("decision")) {
-                pairs.push((a.as_str().expect("action").into(), d.as_str().expect("decision").into()));
+                pairs.push((
+                    a.as_str().expect("action").into(),
+                    d.as_str().expect("decision").into(),
+                ));
             }
             if let Some(expect) = case.get("expect").and_then(Value::as_object) {
                 for (a, d) in expect {
@@ -44,17 +52,25 @@ async fn policy_suites_hold_over_http(db: Db) {
                 if let Some(context) = case.get("context") {
                     request["context"] = context.clone();
                 }
-                if let Some(entities) = suite.get("entities").filter(|e| e.as_array().is_some_and(|a| !a.is_empty())) {
+                if let Some(entities) = suite
+                    .get("entities")
+                    .filter(|e| e.as_array().is_some_and(|a| !a.is_empty()))
+                {
                     request["entities"] = entities.clone();
                 }
                 requests.push(request);
-                expected.push((format!("{}: {} [{action}]", file.display(), case["name"]), decision));
+                expected.push((
+                    format!("{}: {} [{action}]", file.display(), case["name"]),
+                    decision,
+                ));
             }
         }
         if requests.is_empty() {
             continue;
         }
-        let (status, body) = app.post("/v1/check/batch", &json!({ "requests": requests })).await;
+        let (status, body) = app
+            .post("/v1/check/batch", &json!({ "requests": requests }))
+            .await;
         assert_eq!(status, 200, "{}: batch failed: {body}", file.display());
         let results = body["results"].as_array().expect("results");
         assert_eq!(results.len(), expected.len());
@@ -64,7 +80,11 @@ async fn policy_suites_hold_over_http(db: Db) {
                 failures.push(format!("{name}: expected {want}, got {got}"));
             }
         }
-        assert!(failures.is_empty(), "over HTTP ({db:?}):\n{}", failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "over HTTP ({db:?}):\n{}",
+            failures.join("\n")
+        );
         checked += expected.len();
     }
     assert!(checked > 0, "no suite case was checked");
@@ -136,67 +156,187 @@ async fn app_with_world(db: Db) -> TestApp {
 async fn workspace_membership_wins_over_project_role(db: Db) {
     let app = app_with_world(db).await;
     // A project editor who is not in the workspace edits the project's assets...
-    assert_eq!(app.decide("p-editor", "write", "Asset", "a-private").await, "allow");
-    assert_eq!(app.decide("p-editor", "delete", "Asset", "a-private").await, "allow");
+    assert_eq!(
+        app.decide("p-editor", "write", "Asset", "a-private").await,
+        "allow"
+    );
+    assert_eq!(
+        app.decide("p-editor", "delete", "Asset", "a-private").await,
+        "allow"
+    );
     // ...but a workspace viewer who is also a project editor only views.
-    assert_eq!(app.decide("viewer-and-p-editor", "read", "Asset", "a-private").await, "allow");
-    assert_eq!(app.decide("viewer-and-p-editor", "write", "Asset", "a-private").await, "deny");
-    assert_eq!(app.decide("viewer-and-p-editor", "write", "Project", "pa").await, "deny");
+    assert_eq!(
+        app.decide("viewer-and-p-editor", "read", "Asset", "a-private")
+            .await,
+        "allow"
+    );
+    assert_eq!(
+        app.decide("viewer-and-p-editor", "write", "Asset", "a-private")
+            .await,
+        "deny"
+    );
+    assert_eq!(
+        app.decide("viewer-and-p-editor", "write", "Project", "pa")
+            .await,
+        "deny"
+    );
     // Project members get nothing on the workspace itself.
-    assert_eq!(app.decide("p-editor", "read", "Workspace", "wa").await, "deny");
+    assert_eq!(
+        app.decide("p-editor", "read", "Workspace", "wa").await,
+        "deny"
+    );
 }
-both_backends!(membership_precedence, workspace_membership_wins_over_project_role);
+both_backends!(
+    membership_precedence,
+    workspace_membership_wins_over_project_role
+);
 
 async fn anonymous_members_count_only_where_public(db: Db) {
     let app = app_with_world(db).await;
     // Editor of private workspace wa: nothing while it is private.
-    assert_eq!(app.decide("anon-member", "read", "Asset", "a-private").await, "deny");
-    assert_eq!(app.decide("anon-member", "read", "Workspace", "wa").await, "deny");
+    assert_eq!(
+        app.decide("anon-member", "read", "Asset", "a-private")
+            .await,
+        "deny"
+    );
+    assert_eq!(
+        app.decide("anon-member", "read", "Workspace", "wa").await,
+        "deny"
+    );
     // Editor of public workspace w-public: editor rights there.
-    assert_eq!(app.decide("anon-member", "write", "Asset", "a-in-public").await, "allow");
-    assert_eq!(app.decide("anon-member", "read", "Workspace", "w-public").await, "allow");
+    assert_eq!(
+        app.decide("anon-member", "write", "Asset", "a-in-public")
+            .await,
+        "allow"
+    );
+    assert_eq!(
+        app.decide("anon-member", "read", "Workspace", "w-public")
+            .await,
+        "allow"
+    );
     // An anonymous owner has full rights in the workspace created with it.
     for action in ["read", "write", "delete", "share"] {
-        assert_eq!(app.decide("anon-owner", action, "Asset", "a-anon").await, "allow", "{action}");
+        assert_eq!(
+            app.decide("anon-owner", action, "Asset", "a-anon").await,
+            "allow",
+            "{action}"
+        );
     }
-    assert_eq!(app.decide("anon-owner", "manage_members", "Workspace", "w-anon").await, "allow");
+    assert_eq!(
+        app.decide("anon-owner", "manage_members", "Workspace", "w-anon")
+            .await,
+        "allow"
+    );
     // Anonymous grantees: only while the asset is public.
-    assert_eq!(app.decide("anon-grantee", "read", "Asset", "a-private").await, "deny");
-    assert_eq!(app.decide("anon-grantee", "write", "Asset", "a-public-read").await, "allow");
+    assert_eq!(
+        app.decide("anon-grantee", "read", "Asset", "a-private")
+            .await,
+        "deny"
+    );
+    assert_eq!(
+        app.decide("anon-grantee", "write", "Asset", "a-public-read")
+            .await,
+        "allow"
+    );
 }
 both_backends!(anonymous_members, anonymous_members_count_only_where_public);
 
 async fn grants_reach_one_asset(db: Db) {
     let app = app_with_world(db).await;
-    assert_eq!(app.decide("reader", "read", "Asset", "a-private").await, "allow");
-    assert_eq!(app.decide("reader", "write", "Asset", "a-private").await, "deny");
-    assert_eq!(app.decide("writer", "write", "Asset", "a-private").await, "allow");
-    assert_eq!(app.decide("writer", "delete", "Asset", "a-private").await, "deny");
-    assert_eq!(app.decide("writer", "share", "Asset", "a-private").await, "deny");
+    assert_eq!(
+        app.decide("reader", "read", "Asset", "a-private").await,
+        "allow"
+    );
+    assert_eq!(
+        app.decide("reader", "write", "Asset", "a-private").await,
+        "deny"
+    );
+    assert_eq!(
+        app.decide("writer", "write", "Asset", "a-private").await,
+        "allow"
+    );
+    assert_eq!(
+        app.decide("writer", "delete", "Asset", "a-private").await,
+        "deny"
+    );
+    assert_eq!(
+        app.decide("writer", "share", "Asset", "a-private").await,
+        "deny"
+    );
     assert_eq!(app.decide("writer", "read", "Project", "pa").await, "deny");
 }
 both_backends!(grants, grants_reach_one_asset);
 
 async fn public_read_is_not_public_write(db: Db) {
     let app = app_with_world(db).await;
-    assert_eq!(app.decide("b-editor", "read", "Asset", "a-public-read").await, "allow");
-    assert_eq!(app.decide("b-editor", "write", "Asset", "a-public-read").await, "deny");
-    assert_eq!(app.decide("b-editor", "write", "Asset", "a-public-write").await, "allow");
-    assert_eq!(app.decide("b-editor", "delete", "Asset", "a-public-write").await, "deny");
-    assert_eq!(app.decide("b-editor", "share", "Asset", "a-public-write").await, "deny");
+    assert_eq!(
+        app.decide("b-editor", "read", "Asset", "a-public-read")
+            .await,
+        "allow"
+    );
+    assert_eq!(
+        app.decide("b-editor", "write", "Asset", "a-public-read")
+            .await,
+        "deny"
+    );
+    assert_eq!(
+        app.decide("b-editor", "write", "Asset", "a-public-write")
+            .await,
+        "allow"
+    );
+    assert_eq!(
+        app.decide("b-editor", "delete", "Asset", "a-public-write")
+            .await,
+        "deny"
+    );
+    assert_eq!(
+        app.decide("b-editor", "share", "Asset", "a-public-write")
+            .await,
+        "deny"
+    );
 }
 both_backends!(public_links, public_read_is_not_public_write);
 
 async fn members_of_another_workspace_are_denied(db: Db) {
     let app = app_with_world(db).await;
     for (ty, id, actions) in [
-        ("Workspace", "wa", &["read", "write", "delete", "manage_members", "create_project", "invite"][..]),
-        ("Project", "pa", &["read", "write", "delete", "manage_members", "create_asset", "invite"][..]),
-        ("Asset", "a-private", &["read", "write", "delete", "share"][..]),
+        (
+            "Workspace",
+            "wa",
+            &[
+                "read",
+                "write",
+                "delete",
+                "manage_members",
+                "create_project",
+                "invite",
+            ][..],
+        ),
+        (
+            "Project",
+            "pa",
+            &[
+                "read",
+                "write",
+                "delete",
+                "manage_members",
+                "create_asset",
+                "invite",
+            ][..],
+        ),
+        (
+            "Asset",
+            "a-private",
+            &["read", "write", "delete", "share"][..],
+        ),
     ] {
         for action in actions {
             for user in ["b-editor", "b-owner"] {
-                assert_eq!(app.decide(user, action, ty, id).await, "deny", "{user} {action} {ty} {id}");
+                assert_eq!(
+                    app.decide(user, action, ty, id).await,
+                    "deny",
+                    "{user} {action} {ty} {id}"
+                );
             }
         }
     }
@@ -206,26 +346,55 @@ both_backends!(cross_workspace, members_of_another_workspace_are_denied);
 async fn unknown_ids_are_denied_with_a_reason(db: Db) {
     let app = app_with_world(db).await;
     let (status, body) = app
-        .post("/v1/check", &json!({"principal": {"type": "User", "id": "ghost"}, "action": "read",
-                                   "resource": {"type": "Asset", "id": "a-public-read"}}))
+        .post(
+            "/v1/check",
+            &json!({"principal": {"type": "User", "id": "ghost"}, "action": "read",
+                                   "resource": {"type": "Asset", "id": "a-public-read"}}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["decision"], "deny");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("unknown principal"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown principal"),
+        "{body}"
+    );
     let (_, body) = app
-        .post("/v1/check", &json!({"principal": {"type": "User", "id": "owner"}, "action": "read",
-                                   "resource": {"type": "Asset", "id": "no-such-asset"}}))
+        .post(
+            "/v1/check",
+            &json!({"principal": {"type": "User", "id": "owner"}, "action": "read",
+                                   "resource": {"type": "Asset", "id": "no-such-asset"}}),
+        )
         .await;
     assert_eq!(body["decision"], "deny");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("unknown resource"), "{body}");
-    assert!(body["policy_version"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown resource"),
+        "{body}"
+    );
+    assert!(body["policy_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
 }
 both_backends!(unknown_ids, unknown_ids_are_denied_with_a_reason);
 
 async fn a_batch_of_thousands_is_one_load(db: Db) {
     let app = app_with_world(db).await;
-    let users = ["owner", "w-editor", "w-viewer", "p-editor", "reader", "b-editor", "ghost"];
-    let assets = ["a-private", "a-public-read", "a-public-write", "a-b", "missing"];
+    let users = [
+        "owner", "w-editor", "w-viewer", "p-editor", "reader", "b-editor", "ghost",
+    ];
+    let assets = [
+        "a-private",
+        "a-public-read",
+        "a-public-write",
+        "a-b",
+        "missing",
+    ];
     let actions = ["read", "write", "delete", "share"];
     let mut requests = Vec::new();
     let mut singles = Vec::new();
@@ -233,22 +402,34 @@ async fn a_batch_of_thousands_is_one_load(db: Db) {
         for user in users {
             for asset in assets {
                 for action in actions {
-                    requests.push(json!({"principal": {"type": "User", "id": user}, "action": action,
-                                         "resource": {"type": "Asset", "id": asset}}));
+                    requests.push(
+                        json!({"principal": {"type": "User", "id": user}, "action": action,
+                                         "resource": {"type": "Asset", "id": asset}}),
+                    );
                     singles.push((user, action, asset));
                 }
             }
         }
     }
     let before = app.state.store.fact_loads();
-    let (status, body) = app.post("/v1/check/batch", &json!({ "requests": requests })).await;
+    let (status, body) = app
+        .post("/v1/check/batch", &json!({ "requests": requests }))
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(app.state.store.fact_loads() - before, 1, "a batch loads its facts once");
+    assert_eq!(
+        app.state.store.fact_loads() - before,
+        1,
+        "a batch loads its facts once"
+    );
     let results = body["results"].as_array().unwrap();
     assert_eq!(results.len(), requests.len());
     // The batch answers as single checks do.
     for (i, (user, action, asset)) in singles.iter().enumerate().take(140) {
-        assert_eq!(results[i]["decision"], app.decide(user, action, "Asset", asset).await, "{user} {action} {asset}");
+        assert_eq!(
+            results[i]["decision"],
+            app.decide(user, action, "Asset", asset).await,
+            "{user} {action} {asset}"
+        );
     }
 }
 both_backends!(batch, a_batch_of_thousands_is_one_load);
@@ -261,12 +442,22 @@ async fn supplied_entities_add_but_never_replace(db: Db) {
                   "readers": {"type": "Warden::Role", "id": "asset/draft/readers"},
                   "writers": {"type": "Warden::Role", "id": "asset/draft/writers"}},
         "parents": [{"type": "Warden::Project", "id": "pa"}]});
-    let ask = |user: &str, entities: Value| json!({"principal": {"type": "User", "id": user}, "action": "write",
-        "resource": {"type": "Asset", "id": "draft"}, "entities": entities});
+    let ask = |user: &str, entities: Value| {
+        json!({"principal": {"type": "User", "id": user}, "action": "write",
+        "resource": {"type": "Asset", "id": "draft"}, "entities": entities})
+    };
     // A not-yet-stored asset in a stored project: roles there apply.
-    let (status, body) = app.post("/v1/check", &ask("w-editor", json!([new_asset]))).await;
-    assert_eq!((status, body["decision"].clone()), (200, json!("allow")), "{body}");
-    let (_, body) = app.post("/v1/check", &ask("b-editor", json!([new_asset]))).await;
+    let (status, body) = app
+        .post("/v1/check", &ask("w-editor", json!([new_asset])))
+        .await;
+    assert_eq!(
+        (status, body["decision"].clone()),
+        (200, json!("allow")),
+        "{body}"
+    );
+    let (_, body) = app
+        .post("/v1/check", &ask("b-editor", json!([new_asset])))
+        .await;
     assert_eq!(body["decision"], "deny");
     // Replacing a stored entity is refused.
     let mut fake = new_asset.clone();
@@ -275,11 +466,19 @@ async fn supplied_entities_add_but_never_replace(db: Db) {
     fake["attrs"]["public_access"] = json!("write");
     let (status, body) = app.post("/v1/check", &ask("b-editor", json!([fake]))).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("stored"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stored"),
+        "{body}"
+    );
     // So is claiming a role: roles come only from the store.
     let intruder = json!({"uid": {"type": "Warden::User", "id": "intruder"}, "attrs": {"kind": "registered"},
         "parents": [{"type": "Warden::Role", "id": "workspace/wa/owners"}]});
-    let (status, body) = app.post("/v1/check", &ask("intruder", json!([intruder, new_asset]))).await;
+    let (status, body) = app
+        .post("/v1/check", &ask("intruder", json!([intruder, new_asset])))
+        .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "entities");
 }

@@ -77,7 +77,11 @@ async fn database_outage_answers_503_deny_then_recovers() {
     let request = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
                          "resource": {"type": "Asset", "id": "a"}});
     let (status, body) = app.post("/v1/check", &request).await;
-    assert_eq!((status, body["decision"].clone()), (200, json!("allow")), "{body}");
+    assert_eq!(
+        (status, body["decision"].clone()),
+        (200, json!("allow")),
+        "{body}"
+    );
 
     proxy.down().await;
     // The API key is cached; the fact load needs the database.
@@ -99,7 +103,10 @@ async fn database_outage_answers_503_deny_then_recovers() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    assert!(recovered, "decisions did not recover after the database came back");
+    assert!(
+        recovered,
+        "decisions did not recover after the database came back"
+    );
     let (status, _) = app.get("/readyz").await;
     assert_eq!(status, 200);
 }
