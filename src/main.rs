@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use warden::audit::Actor;
 use warden::config::{redact_url, LogFormat, PolicyArgs, ServeArgs, Settings, StoreArgs};
 use warden::domain::World;
-use warden::policy::PolicyEngine;
+use warden::policy::{LoadError, PolicyEngine};
 use warden::startup::{open_store, Application, StartError};
 use warden::telemetry;
 
@@ -46,6 +46,20 @@ fn report(error: impl miette::Diagnostic + Send + Sync + 'static) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Policy problems read best as a compiler prints them: one block each.
+fn report_policies(error: LoadError) -> ExitCode {
+    match error {
+        LoadError::Invalid { problems } => {
+            for problem in &problems {
+                eprintln!("{problem}\n");
+            }
+            eprintln!("error: {} problem(s); the policy set was not loaded", problems.len());
+            ExitCode::FAILURE
+        }
+        other => report(other),
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -70,6 +84,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let settings = Settings::from(&args);
     let app = match Application::build(&settings).await {
         Ok(app) => app,
+        Err(StartError::Policies(e)) => return report_policies(e),
         Err(e) => return report(e),
     };
     if let Some(path) = app.admin_key_file() {
@@ -158,7 +173,7 @@ async fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => report(e),
+                Err(e) => report_policies(e),
             }
         }
     }
