@@ -6,3 +6,4 @@ pub mod common;
 
 mod decisions;
 mod outage;
+mod random_worlds;
