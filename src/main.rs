@@ -53,7 +53,10 @@ fn report_policies(error: LoadError) -> ExitCode {
             for problem in &problems {
                 eprintln!("{problem}\n");
             }
-            eprintln!("error: {} problem(s); the policy set was not loaded", problems.len());
+            eprintln!(
+                "error: {} problem(s); the policy set was not loaded",
+                problems.len()
+            );
             ExitCode::FAILURE
         }
         other => report(other),

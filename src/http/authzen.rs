@@ -4,11 +4,11 @@
 //! `action.name` the Cedar action. `properties` are accepted and ignored:
 //! facts come from Warden's store, never from the caller.
 
-use super::check::{decide_logged, deny_error};
+use super::check::decide_logged;
 use super::error::ApiError;
 use super::extract::{Caller, JsonBody};
 use super::AppState;
-use crate::decision::{Authn, DecideError, DecisionInput, EntityRef, RawDecision};
+use crate::decision::{Authn, DecisionInput, EntityRef, RawDecision};
 use crate::policy::Verdict;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -128,13 +128,6 @@ fn answer(verdict: Verdict, version: &str) -> Value {
     })
 }
 
-fn failed(error: DecideError, engine: &crate::policy::PolicyEngine) -> ApiError {
-    match error {
-        DecideError::Store(e) => deny_error(e.into(), engine).with("decision", json!(false)),
-        other => other.into(),
-    }
-}
-
 async fn evaluation(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -146,7 +139,7 @@ async fn evaluation(
     let input = DecisionInput::parse(&engine, raw, "")?;
     let mut verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
         .await
-        .map_err(|e| failed(e, &engine))?;
+        .map_err(ApiError::from)?;
     let verdict = verdicts
         .pop()
         .unwrap_or_else(|| Verdict::deny_because("no verdict"));
@@ -198,7 +191,7 @@ async fn evaluations(
         let input = DecisionInput::parse(&engine, raw, "")?;
         let mut verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
             .await
-            .map_err(|e| failed(e, &engine))?;
+            .map_err(ApiError::from)?;
         let verdict = verdicts
             .pop()
             .unwrap_or_else(|| Verdict::deny_because("no verdict"));
@@ -236,7 +229,7 @@ async fn evaluations(
     } else {
         decide_logged(&state, &engine, &inputs, "evaluations")
             .await
-            .map_err(|e| failed(e, &engine))?
+            .map_err(ApiError::from)?
     };
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {

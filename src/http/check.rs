@@ -150,14 +150,6 @@ pub fn log_decision(
     }
 }
 
-/// A failed decision still answers deny (CONTRACT §1.2), with the error.
-pub fn deny_error(error: ApiError, engine: &PolicyEngine) -> ApiError {
-    error
-        .with("decision", json!("deny"))
-        .with("reasons", json!([]))
-        .with("policy_version", json!(engine.version()))
-}
-
 /// Decides `inputs`, logging each decision and the latency.
 pub async fn decide_logged(
     state: &AppState,
@@ -196,12 +188,7 @@ async fn check(
     state.require(&caller, "decide")?;
     let engine = state.engine();
     let input = DecisionInput::parse(&engine, body.into_raw("")?, "")?;
-    let verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
-        .await
-        .map_err(|e| match e {
-            DecideError::Store(e) => deny_error(e.into(), &engine),
-            other => other.into(),
-        })?;
+    let verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "").await?;
     let verdict = verdicts
         .into_iter()
         .next()
@@ -245,12 +232,7 @@ async fn batch(
             &path,
         )?);
     }
-    let verdicts = decide_logged(&state, &engine, &inputs, "requests")
-        .await
-        .map_err(|e| match e {
-            DecideError::Store(e) => deny_error(e.into(), &engine),
-            other => other.into(),
-        })?;
+    let verdicts = decide_logged(&state, &engine, &inputs, "requests").await?;
     let results = verdicts
         .into_iter()
         .map(|v| CheckResponse::new(v, engine.version()))

@@ -140,11 +140,67 @@ fn panicked(err: Box<dyn Any + Send + 'static>) -> Response {
     .into_response()
 }
 
+/// Fail closed (CONTRACT §1.2): every error of a decision route, whoever
+/// raised it (key check, body parsing, database), still carries the deny
+/// decision, `decision_value` (`"deny"`, or `false` for AuthZEN).
+async fn deny_on_error(
+    state: &AppState,
+    response: Response,
+    decision_value: serde_json::Value,
+) -> Response {
+    if response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::json!({"error": {"code": "error", "message": String::from_utf8_lossy(&bytes)}})
+    });
+    if let Some(object) = value.as_object_mut() {
+        object.entry("decision").or_insert(decision_value);
+        object
+            .entry("policy_version")
+            .or_insert(serde_json::json!(state.engine().version()));
+    }
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(value.to_string()))
+}
+
+async fn deny_on_error_check(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    response: Response,
+) -> Response {
+    deny_on_error(&state, response, serde_json::json!("deny")).await
+}
+
+async fn deny_on_error_authzen(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    response: Response,
+) -> Response {
+    deny_on_error(&state, response, serde_json::json!(false)).await
+}
+
 /// The whole HTTP API over `state`, with `timeout` per request.
 pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
     let decisions = Router::new()
-        .merge(check::router())
-        .merge(authzen::router())
+        .merge(
+            check::router().layer(axum::middleware::map_response_with_state(
+                state.clone(),
+                deny_on_error_check,
+            )),
+        )
+        .merge(
+            authzen::router().layer(axum::middleware::map_response_with_state(
+                state.clone(),
+                deny_on_error_authzen,
+            )),
+        )
         .layer(DefaultBodyLimit::max(DECISION_BODY_LIMIT));
     let admin = admin::router().layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
     Router::new()

@@ -83,7 +83,15 @@ async fn database_outage_answers_503_deny_then_recovers() {
         "{body}"
     );
 
+    let unused_key = app.key_with_scopes(&["check"]).await;
+
     proxy.down().await;
+    // A key never used before must be looked up: that fails closed too.
+    let (status, body) = app
+        .post_with(Some(&unused_key), "/v1/check", &request)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["decision"], "deny", "{body}");
     // The API key is cached; the fact load needs the database.
     let (status, body) = app.post("/v1/check", &request).await;
     assert_eq!(status, 503, "{body}");
