@@ -32,7 +32,9 @@ use tower_http::trace::TraceLayer;
 /// Largest body of a decision request (a batch of thousands with entities).
 pub const DECISION_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Largest body of an admin request (a whole import document).
-pub const ADMIN_BODY_LIMIT: usize = 512 * 1024 * 1024;
+pub const ADMIN_BODY_LIMIT: usize = 256 * 1024 * 1024;
+/// How long an admin request (a large import or export) may run.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How long a verified API key is trusted before it is looked up again.
 /// A key revoked through another replica stops working within this time.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -113,7 +115,6 @@ async fn timed_out(error: BoxError) -> ApiError {
             "timeout",
             "the request took longer than the server's request timeout and was abandoned",
         )
-        .with("decision", serde_json::Value::String("deny".into()))
     } else {
         tracing::error!(%error, "middleware failure");
         ApiError::new(
@@ -186,27 +187,34 @@ async fn deny_on_error_authzen(
     deny_on_error(&state, response, serde_json::json!(false)).await
 }
 
-/// The whole HTTP API over `state`, with `timeout` per request.
+/// `router` with requests abandoned after `timeout` (503, JSON body).
+fn with_timeout(router: Router<Arc<AppState>>, timeout: Duration) -> Router<Arc<AppState>> {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(timed_out))
+            .layer(tower::timeout::TimeoutLayer::new(timeout)),
+    )
+}
+
+/// The whole HTTP API over `state`. Decision and operations requests are
+/// abandoned after `timeout`; admin requests after [`ADMIN_TIMEOUT`].
 pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
+    let check = with_timeout(check::router(), timeout).layer(
+        axum::middleware::map_response_with_state(state.clone(), deny_on_error_check),
+    );
+    let authzen = with_timeout(authzen::router(), timeout).layer(
+        axum::middleware::map_response_with_state(state.clone(), deny_on_error_authzen),
+    );
     let decisions = Router::new()
-        .merge(
-            check::router().layer(axum::middleware::map_response_with_state(
-                state.clone(),
-                deny_on_error_check,
-            )),
-        )
-        .merge(
-            authzen::router().layer(axum::middleware::map_response_with_state(
-                state.clone(),
-                deny_on_error_authzen,
-            )),
-        )
+        .merge(check)
+        .merge(authzen)
         .layer(DefaultBodyLimit::max(DECISION_BODY_LIMIT));
-    let admin = admin::router().layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
+    let admin =
+        with_timeout(admin::router(), ADMIN_TIMEOUT).layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
     Router::new()
         .merge(decisions)
         .merge(admin)
-        .merge(ops::router())
+        .merge(with_timeout(ops::router(), timeout))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -222,8 +230,6 @@ pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
                     tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
                 }))
                 .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(CatchPanicLayer::custom(panicked))
-                .layer(HandleErrorLayer::new(timed_out))
-                .layer(tower::timeout::TimeoutLayer::new(timeout)),
+                .layer(CatchPanicLayer::custom(panicked)),
         )
 }
