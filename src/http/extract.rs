@@ -36,8 +36,17 @@ where
         })?;
         if bytes.is_empty() {
             return Err(ApiError::bad_request(
-                "the request body is empty; send a JSON object",
-            ));
+                "body: the request body is empty; send a JSON object",
+            )
+            .with("field", serde_json::Value::String("body".into())));
+        }
+        // Every body is a JSON object; serde would otherwise read an array as
+        // a struct in tuple form and report a confusing position.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "body: expected a JSON object, e.g. {\"action\": ...}",
+            )
+            .with("field", serde_json::Value::String("body".into())));
         }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {

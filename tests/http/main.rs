@@ -4,6 +4,10 @@
 #[path = "../common/mod.rs"]
 pub mod common;
 
+mod admin_api;
+mod api_errors;
+mod authzen_api;
 mod decisions;
 mod outage;
 mod random_worlds;
+mod startup_checks;
