@@ -134,12 +134,15 @@ async fn evaluation(
     JsonBody(body): JsonBody<EvaluationBody>,
 ) -> Result<Json<Value>, ApiError> {
     state.require(&caller, "decide")?;
-    let engine = state.engine();
     let raw = raw(body.subject, body.action, body.resource, body.context);
+    single(&state, raw).await
+}
+
+/// One access evaluation, answered as AuthZEN's `{decision, context}`.
+async fn single(state: &AppState, raw: RawDecision) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine();
     let input = DecisionInput::parse(&engine, raw, "")?;
-    let mut verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
-        .await
-        .map_err(ApiError::from)?;
+    let mut verdicts = decide_logged(state, &engine, std::slice::from_ref(&input), "").await?;
     let verdict = verdicts
         .pop()
         .unwrap_or_else(|| Verdict::deny_because("no verdict"));
@@ -188,14 +191,7 @@ async fn evaluations(
             complete(Partial::default(), &body.defaults, "").map_err(|(field, message)| {
                 ApiError::bad_request(format!("{field}: {message}")).with("field", json!(field))
             })?;
-        let input = DecisionInput::parse(&engine, raw, "")?;
-        let mut verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "")
-            .await
-            .map_err(ApiError::from)?;
-        let verdict = verdicts
-            .pop()
-            .unwrap_or_else(|| Verdict::deny_because("no verdict"));
-        return Ok(Json(answer(verdict, engine.version())));
+        return single(&state, raw).await;
     };
     if items.len() > super::check::MAX_BATCH {
         return Err(ApiError::bad_request(format!(
