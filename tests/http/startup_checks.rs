@@ -130,3 +130,73 @@ async fn invalid_policies_stop_the_server_with_the_place_and_reason() {
     .await;
     assert!(syntax.contains("extra.cedar:2:"), "{syntax}");
 }
+
+fn warden(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("DATABASE_URL")
+        .env_remove("WARDEN_DATABASE_URL")
+        .output()
+        .expect("warden runs")
+}
+
+#[tokio::test]
+async fn the_command_line_imports_validates_and_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = warden(&["migrate", "--data-dir", data]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = warden(&["import", "--data-dir", data, "demo/world.json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"assets\":4"));
+    // The imported world is there: a server over the same data answers from it.
+    let app = crate::common::spawn_with(
+        Db::Sqlite,
+        None,
+        Some(warden::store::sqlite_url(dir.path())),
+    )
+    .await;
+    assert_eq!(app.decide("bob", "write", "Asset", "plan").await, "allow");
+    // A bad document is refused with its problem and writes nothing.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"assets": [{"id": "x", "project": "nowhere"}]}"#).unwrap();
+    let out = warden(&["import", "--data-dir", data, bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("assets[0].project"));
+    let (_, export) = app.get("/v1/admin/export").await;
+    assert!(export["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["id"] != "x"));
+    // validate: exit 0 on the repo's policies, 1 with the place of a mistake.
+    let out = warden(&["validate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let broken = dir.path().join("policies");
+    copy_dir(&repo().join("policies"), &broken);
+    std::fs::write(
+        broken.join("zz.cedar"),
+        "@id(\"zz\")\npermit (principal, action, resource) when { principal.nope };\n",
+    )
+    .unwrap();
+    let out = warden(&["validate", "--policies", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("zz.cedar:2:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
