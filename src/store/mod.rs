@@ -174,6 +174,19 @@ impl Store {
         Ok(())
     }
 
+    /// Refreshes the planner's statistics after a bulk load, so that plans
+    /// are costed on the real table sizes.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        let statement = match self.backend {
+            Backend::Postgres => {
+                "ANALYZE users, workspaces, projects, assets, workspace_members, project_members, asset_grants"
+            }
+            Backend::Sqlite => "PRAGMA optimize",
+        };
+        sqlx::query(statement).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Starts a write. Commit it with [`Tx::commit`], which writes the audit event.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(Tx {

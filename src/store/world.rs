@@ -13,6 +13,9 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection};
 use std::collections::{BTreeSet, HashSet};
 
+/// Imports of at least this many rows refresh the planner statistics.
+const ANALYZE_AFTER_ROWS: usize = 1_000;
+
 /// Rows per INSERT statement (well under either backend's parameter limit).
 const CHUNK: usize = 500;
 
@@ -412,6 +415,18 @@ impl Store {
             request_id,
         })
         .await?;
+        let rows = world.users.len()
+            + world.workspaces.len()
+            + world.projects.len()
+            + world.assets.len()
+            + world.memberships.len()
+            + world.grants.len();
+        if rows >= ANALYZE_AFTER_ROWS {
+            // Outside the transaction: the import is committed either way.
+            if let Err(e) = self.analyze().await {
+                tracing::warn!(error = %e, "statistics refresh after import failed");
+            }
+        }
         Ok(counts)
     }
 
