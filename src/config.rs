@@ -130,3 +130,20 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/warden"),
+            "postgres://app:***@db:5432/warden"
+        );
+        assert_eq!(
+            redact_url("sqlite://./warden-data/warden.db?mode=rwc"),
+            "sqlite://./warden-data/warden.db?mode=rwc"
+        );
+    }
+}

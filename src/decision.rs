@@ -304,7 +304,12 @@ pub fn decide_in_world(
     path: &str,
 ) -> Result<Vec<Verdict>, DecideError> {
     let stored = entities::build(world).map_err(|e| StoreError::Query(e.to_string()))?;
-    let stored_uids: HashSet<EntityUid> = stored.iter().map(Entity::uid).collect();
+    // Only requests that supply entities need to know what is stored.
+    let stored_uids: HashSet<EntityUid> = if inputs.iter().any(|i| !i.supplied.is_empty()) {
+        stored.iter().map(Entity::uid).collect()
+    } else {
+        HashSet::new()
+    };
     let base =
         Entities::from_entities(stored, None).map_err(|e| StoreError::Query(e.to_string()))?;
     let mut verdicts = Vec::with_capacity(inputs.len());

@@ -282,3 +282,41 @@ impl World {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_non_empty_bounded_and_printable() {
+        assert!(Id::parse("asset/7 ünïcode").is_ok());
+        assert!(Id::parse("").is_err());
+        assert!(Id::parse("a\nb").is_err());
+        assert!(Id::parse("x".repeat(MAX_ID_LEN)).is_ok());
+        assert!(Id::parse("x".repeat(MAX_ID_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn words_round_trip_and_unknown_words_name_the_choices() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(*role));
+        }
+        let err = "admin".parse::<Role>().unwrap_err();
+        assert!(err.contains("owner, editor, viewer"), "{err}");
+        assert_eq!(Visibility::default(), Visibility::Private);
+        assert_eq!(PublicAccess::default(), PublicAccess::None);
+    }
+
+    #[test]
+    fn projects_have_no_owner_role() {
+        let m = |scope, role| MembershipRecord {
+            user: Id::parse("u").unwrap(),
+            scope,
+            id: Id::parse("x").unwrap(),
+            role,
+        };
+        assert!(m(Scope::Project, Role::Owner).problem().is_some());
+        assert!(m(Scope::Workspace, Role::Owner).problem().is_none());
+        assert!(m(Scope::Project, Role::Editor).problem().is_none());
+    }
+}

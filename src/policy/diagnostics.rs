@@ -122,3 +122,17 @@ pub fn problem_at(file: &str, src: &str, offset: Option<usize>, message: String)
         rendered: String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::line_col;
+
+    #[test]
+    fn offsets_map_to_one_based_lines_and_columns() {
+        let src = "ab\ncd\n\nxyz";
+        assert_eq!(line_col(src, 0), (1, 1));
+        assert_eq!(line_col(src, 4), (2, 2));
+        assert_eq!(line_col(src, 7), (4, 1));
+        assert_eq!(line_col(src, 999), (4, 4));
+    }
+}
