@@ -42,6 +42,9 @@ impl FactKeys {
 /// Most ids one load may bind (SQLite allows 32,766 parameters).
 pub const MAX_KEYS: usize = 16_000;
 
+/// Most parameters one statement may bind (SQLite's limit is 32,766).
+const MAX_PARAMETERS: usize = 32_000;
+
 /// Lists are padded with NULLs to a power of two so that the statement text,
 /// and so the prepared statement, is shared by requests of similar size.
 fn padded(n: usize) -> usize {
@@ -82,7 +85,11 @@ impl Store {
     /// on those resources and ancestors.
     pub async fn load_facts(&self, keys: &FactKeys) -> Result<World, StoreError> {
         let lists = [&keys.users, &keys.workspaces, &keys.projects, &keys.assets];
-        let sizes = lists.map(|l| padded(l.len()));
+        let mut sizes = lists.map(|l| padded(l.len()));
+        if sizes.iter().sum::<usize>() > MAX_PARAMETERS {
+            // Padding must never push a large batch past the parameter limit.
+            sizes = lists.map(|l| l.len().max(1));
+        }
         let statement = sql(sizes[0], sizes[1], sizes[2], sizes[3]);
         let mut query = sqlx::query(&statement);
         for (list, size) in lists.iter().zip(sizes) {

@@ -483,3 +483,28 @@ async fn supplied_entities_add_but_never_replace(db: Db) {
     assert_eq!(body["field"], "entities");
 }
 both_backends!(supplied_entities, supplied_entities_add_but_never_replace);
+
+async fn the_largest_batch_of_distinct_ids_is_answered(db: Db) {
+    let app = app_with_world(db).await;
+    let types = ["Workspace", "Project", "Asset"];
+    let requests: Vec<Value> = (0..5_000)
+        .map(|i| {
+            json!({"principal": {"type": "User", "id": format!("user-{i}")}, "action": "read",
+                   "resource": {"type": types[i % 3], "id": format!("thing-{i}")}})
+        })
+        .chain(std::iter::once(
+            json!({"principal": {"type": "User", "id": "owner"}, "action": "read",
+                   "resource": {"type": "Asset", "id": "a-private"}}),
+        ))
+        .skip(1)
+        .collect();
+    assert_eq!(requests.len(), 5_000);
+    let (status, body) = app
+        .post("/v1/check/batch", &json!({ "requests": requests }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert!(results[..4_999].iter().all(|r| r["decision"] == "deny"));
+    assert_eq!(results[4_999]["decision"], "allow");
+}
+both_backends!(largest_batch, the_largest_batch_of_distinct_ids_is_answered);
