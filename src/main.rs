@@ -1,4 +1,4 @@
-//! The `warden` command: serve, migrate, import, validate.
+//! The `warden` command: serve, migrate, import, validate, test.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use warden::audit::Actor;
 use warden::config::{redact_url, LogFormat, PolicyArgs, ServeArgs, Settings, StoreArgs};
 use warden::domain::World;
+use warden::policy::report::{self, SuiteRun};
+use warden::policy::suite::run_file;
 use warden::policy::{LoadError, PolicyEngine};
 use warden::startup::{open_store, Application, StartError};
 use warden::telemetry;
@@ -38,7 +40,137 @@ enum Command {
     Validate {
         #[command(flatten)]
         policy: PolicyArgs,
+        /// `text` for people, `json` for tools.
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+        format: ValidateFormat,
     },
+    /// Run policy test suites (default: tests/policies) against the policies.
+    Test {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Suite files or folders of them.
+        paths: Vec<PathBuf>,
+        /// `text` (like cargo test) or `junit` (XML for CI systems).
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ValidateFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TestFormat {
+    Text,
+    Junit,
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+fn validate(policy: PolicyArgs, format: ValidateFormat) -> ExitCode {
+    let loaded = PolicyEngine::load(&policy.policies, &policy.schema);
+    match (format, loaded) {
+        (ValidateFormat::Text, Ok(engine)) => {
+            println!(
+                "ok: {} policies valid against the schema (version {})",
+                engine.policies().len(),
+                engine.version()
+            );
+            ExitCode::SUCCESS
+        }
+        (ValidateFormat::Text, Err(e)) => report_policies(e),
+        (ValidateFormat::Json, Ok(engine)) => {
+            let out = serde_json::json!({"ok": true, "version": engine.version(),
+                "policies": engine.policies(), "problems": []});
+            emit(&format!("{out}\n"));
+            ExitCode::SUCCESS
+        }
+        (ValidateFormat::Json, Err(e)) => {
+            let problems = match &e {
+                LoadError::Invalid { problems } => serde_json::json!(problems),
+                other => {
+                    serde_json::json!([{"file": "", "line": 0, "column": 0, "message": other.to_string()}])
+                }
+            };
+            emit(&format!(
+                "{}\n",
+                serde_json::json!({"ok": false, "problems": problems})
+            ));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The suite files named by `paths` (folders give their `*.json`), sorted.
+fn suite_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries =
+                std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(format!("{}: no such file or folder", path.display()));
+        }
+    }
+    Ok(files)
+}
+
+fn test(policy: PolicyArgs, paths: Vec<PathBuf>, format: TestFormat) -> ExitCode {
+    let engine = match PolicyEngine::load(&policy.policies, &policy.schema) {
+        Ok(engine) => engine,
+        Err(e) => {
+            report_policies(e);
+            return ExitCode::from(2);
+        }
+    };
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("tests/policies")]
+    } else {
+        paths
+    };
+    let files = match suite_files(&paths) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            eprintln!("error: no suite files (*.json) in {paths:?}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runs: Vec<SuiteRun> = files
+        .iter()
+        .map(|file| SuiteRun {
+            file: file.display().to_string(),
+            outcomes: run_file(&engine, file),
+        })
+        .collect();
+    match format {
+        TestFormat::Text => emit(&report::text(&runs)),
+        TestFormat::Junit => emit(&report::junit(&runs)),
+    }
+    if report::totals(&runs).1 == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn report(error: impl miette::Diagnostic + Send + Sync + 'static) -> ExitCode {
@@ -166,18 +298,11 @@ async fn main() -> ExitCode {
             }
         }
         Command::Import { store, file } => import(store, file).await,
-        Command::Validate { policy } => {
-            match PolicyEngine::load(&policy.policies, &policy.schema) {
-                Ok(engine) => {
-                    println!(
-                        "ok: {} policies valid against the schema (version {})",
-                        engine.policies().len(),
-                        engine.version()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => report_policies(e),
-            }
-        }
+        Command::Validate { policy, format } => validate(policy, format),
+        Command::Test {
+            policy,
+            paths,
+            format,
+        } => test(policy, paths, format),
     }
 }

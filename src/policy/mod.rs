@@ -7,6 +7,7 @@
 //! errors for a request, the decision is deny.
 
 pub mod diagnostics;
+pub mod report;
 pub mod suite;
 
 use crate::entities::{self, TYPES};

@@ -200,3 +200,81 @@ async fn the_command_line_imports_validates_and_migrates() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn warden_test_reports_like_cargo_test_and_fails_on_a_wrong_expectation() {
+    let out = warden(&["test"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("test result: ok.") && stdout.contains(" 0 failed"),
+        "{stdout}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("wrong.json");
+    std::fs::write(
+        &suite,
+        r#"{"world": {"users": [{"id": "v", "kind": "registered"}, {"id": "o", "kind": "registered"}],
+                     "workspaces": [{"id": "w", "owner": "o"}],
+                     "memberships": [{"user": "v", "scope": "workspace", "id": "w", "role": "viewer"}]},
+            "cases": [{"name": "viewers read", "principal": {"type": "User", "id": "v"}, "action": "read",
+                       "resource": {"type": "Workspace", "id": "w"}, "decision": "allow", "reasons": ["workspace-viewer"]},
+                      {"name": "viewers write (wrong on purpose)", "principal": {"type": "User", "id": "v"}, "action": "write",
+                       "resource": {"type": "Workspace", "id": "w"}, "decision": "allow"}]}"#,
+    )
+    .unwrap();
+    let path = suite.to_str().unwrap();
+    let out = warden(&["test", path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("viewers read [read] ... ok"), "{stdout}");
+    assert!(
+        stdout.contains("viewers write (wrong on purpose) [write] ... FAILED"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("expected allow, got deny"), "{stdout}");
+    assert!(
+        stdout.contains("test result: FAILED. 1 passed; 1 failed"),
+        "{stdout}"
+    );
+    let out = warden(&["test", "--format", "junit", path]);
+    let xml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        xml.contains("tests=\"2\" failures=\"1\"")
+            && xml.contains("<failure message=\"expected allow"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn warden_validate_speaks_json_for_tools() {
+    let out = warden(&["validate", "--format", "json"]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["ok"], true);
+    assert!(value["policies"].as_array().unwrap().len() >= 17);
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("policies");
+    copy_dir(&repo().join("policies"), &broken);
+    std::fs::write(
+        broken.join("zz.cedar"),
+        "@id(\"zz\")\npermit (principal, action, resource)\n  when { resource.nope };\n",
+    )
+    .unwrap();
+    let out = warden(&[
+        "validate",
+        "--format",
+        "json",
+        "--policies",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["ok"], false);
+    let problem = &value["problems"][0];
+    assert!(
+        problem["file"].as_str().unwrap().ends_with("zz.cedar"),
+        "{value}"
+    );
+    assert_eq!(problem["line"], 3, "{value}");
+    assert!(problem["column"].as_u64().unwrap() > 0);
+}
