@@ -132,6 +132,24 @@ pub async fn load_demo(store: &Store) -> Result<(), StartError> {
     Ok(())
 }
 
+/// `SIGHUP` reloads the policy set (validated first; see [`AppState::reload`]).
+fn reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload through the admin route");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            // Failures are logged, counted and kept in the reload status.
+            let _ = state.reload(Actor::cli("SIGHUP"), None).await;
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = state;
+}
+
 impl Application {
     /// Loads policies, opens the database, binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
@@ -171,6 +189,7 @@ impl Application {
         let state = Arc::new(AppState::new(
             store,
             engine,
+            (settings.policies.clone(), settings.schema.clone()),
             public_url,
             telemetry::metrics(),
         ));
@@ -203,6 +222,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        reload_on_sighup(self.state.clone());
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::{Caller, JsonBody};
-use super::AppState;
+use super::{AppState, ReloadError};
 use crate::audit::Actor;
 use crate::domain::World;
 use crate::store::api_keys::{ApiKey, SCOPES};
@@ -24,6 +24,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/admin/api-keys", post(create_key).get(list_keys))
         .route("/v1/admin/api-keys/{id}", delete(revoke_key))
         .route("/v1/admin/policies", get(policies))
+        .route("/v1/admin/policies/reload", post(reload))
 }
 
 async fn import(
@@ -152,5 +153,35 @@ async fn policies(
     Ok(Json(json!({
         "version": engine.version(),
         "policies": engine.policies(),
+        "last_reload": state.last_reload(),
     })))
+}
+
+async fn reload(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    state.require(&caller, "reload_policies")?;
+    match state
+        .reload(Actor::api_key(&caller.key.id), caller.request_id.clone())
+        .await
+    {
+        Ok(status) => Ok(Json(json!(status))),
+        Err(ReloadError::Invalid { serving, source }) => {
+            let problems = match &source {
+                crate::policy::LoadError::Invalid { problems } => json!(problems),
+                other => {
+                    json!([{"file": "", "line": 0, "column": 0, "message": other.to_string()}])
+                }
+            };
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_policies",
+                format!("the new policy set was refused; version {serving} keeps serving"),
+            )
+            .with("problems", problems)
+            .with("version", json!(serving)))
+        }
+        Err(ReloadError::Store(e)) => Err(e.into()),
+    }
 }

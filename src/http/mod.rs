@@ -50,17 +50,56 @@ pub struct AppState {
     pub public_url: String,
     /// Prometheus metrics.
     pub metrics: PrometheusHandle,
+    /// Where the policy set is reloaded from.
+    policy_dirs: (std::path::PathBuf, std::path::PathBuf),
+    /// The outcome of the last reload, for the admin listing.
+    last_reload: std::sync::Mutex<Option<ReloadStatus>>,
+}
+
+/// The outcome of a policy reload.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReloadStatus {
+    /// When, in Unix milliseconds.
+    pub at: i64,
+    /// Whether the new set was accepted.
+    pub ok: bool,
+    /// The version serving after the reload.
+    pub version: String,
+    /// The version serving before it.
+    pub previous_version: String,
+    /// Why a refused set was refused.
+    pub problems: Vec<crate::policy::diagnostics::Problem>,
+}
+
+/// Why a reload did not happen. The last good policy set keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new files do not load or validate.
+    #[error("the new policy set was refused; version {serving} keeps serving: {source}")]
+    Invalid {
+        /// The version still serving.
+        serving: String,
+        /// The problems.
+        source: crate::policy::LoadError,
+    },
+    /// The audit event could not be written, so nothing changed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl AppState {
-    /// Shared state over `store` and `engine`.
+    /// Shared state over `store` and `engine`, which was loaded from
+    /// `policy_dirs` (policies, schema).
     pub fn new(
         store: Store,
         engine: PolicyEngine,
+        policy_dirs: (std::path::PathBuf, std::path::PathBuf),
         public_url: String,
         metrics: PrometheusHandle,
     ) -> Self {
         AppState {
+            policy_dirs,
+            last_reload: std::sync::Mutex::new(None),
             store,
             engine: ArcSwap::from_pointee(engine),
             key_cache: moka::sync::Cache::builder()
@@ -76,6 +115,87 @@ impl AppState {
     /// new one is swapped in meanwhile.
     pub fn engine(&self) -> Arc<PolicyEngine> {
         self.engine.load_full()
+    }
+
+    /// The outcome of the last reload, if there was one.
+    pub fn last_reload(&self) -> Option<ReloadStatus> {
+        self.last_reload
+            .lock()
+            .ok()
+            .and_then(|status| status.clone())
+    }
+
+    fn remember(&self, status: &ReloadStatus) {
+        if let Ok(mut last) = self.last_reload.lock() {
+            *last = Some(status.clone());
+        }
+        let result = if status.ok { "ok" } else { "refused" };
+        metrics::counter!("warden_policy_reloads_total", "result" => result).increment(1);
+    }
+
+    /// Reloads the policy set from disk. The new set is validated first; an
+    /// invalid one is refused and the last good one keeps serving. A
+    /// request in flight finishes on the set it started with. An accepted
+    /// reload is audited before it takes effect.
+    pub async fn reload(
+        &self,
+        actor: crate::audit::Actor,
+        request_id: Option<String>,
+    ) -> Result<ReloadStatus, ReloadError> {
+        let (policies, schema) = self.policy_dirs.clone();
+        let loaded = tokio::task::spawn_blocking(move || PolicyEngine::load(&policies, &schema))
+            .await
+            .map_err(|e| {
+                crate::store::StoreError::Query(format!("policy loading task failed: {e}"))
+            })?;
+        let previous = self.engine().version().to_string();
+        let engine = match loaded {
+            Ok(engine) => engine,
+            Err(source) => {
+                let problems = match &source {
+                    crate::policy::LoadError::Invalid { problems } => problems.clone(),
+                    _ => Vec::new(),
+                };
+                let status = ReloadStatus {
+                    at: crate::store::now_millis(),
+                    ok: false,
+                    version: previous.clone(),
+                    previous_version: previous.clone(),
+                    problems,
+                };
+                self.remember(&status);
+                tracing::error!(error = %source, serving = %previous, "policy reload refused");
+                return Err(ReloadError::Invalid {
+                    serving: previous,
+                    source,
+                });
+            }
+        };
+        let version = engine.version().to_string();
+        self.store
+            .record(crate::audit::AuditEvent {
+                actor,
+                action: "policies.reload",
+                target_type: "policy_set",
+                target_id: version.clone(),
+                before: Some(serde_json::json!({"version": previous})),
+                after: Some(
+                    serde_json::json!({"version": version, "policies": engine.policies().len()}),
+                ),
+                request_id,
+            })
+            .await?;
+        self.engine.store(Arc::new(engine));
+        let status = ReloadStatus {
+            at: crate::store::now_millis(),
+            ok: true,
+            version,
+            previous_version: previous,
+            problems: Vec::new(),
+        };
+        self.remember(&status);
+        tracing::info!(version = %status.version, previous = %status.previous_version, "policies reloaded");
+        Ok(status)
     }
 
     /// Asks the policies whether `caller` may perform the route action

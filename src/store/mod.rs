@@ -187,6 +187,11 @@ impl Store {
         Ok(())
     }
 
+    /// Records an event that changed no table of its own (a policy reload).
+    pub async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        self.begin().await?.commit(event).await
+    }
+
     /// Starts a write. Commit it with [`Tx::commit`], which writes the audit event.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(Tx {

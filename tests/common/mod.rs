@@ -148,9 +148,21 @@ pub async fn spawn_app(db: Db) -> TestApp {
 
 /// Starts a server over `url` (default: SQLite in a temp dir), keeping `pg` alive.
 pub async fn spawn_with(db: Db, pg: Option<PgDatabase>, url: Option<String>) -> TestApp {
+    spawn_configured(db, pg, url, |_| {}).await
+}
+
+/// Like [`spawn_with`], letting `configure` change the settings first.
+pub async fn spawn_configured(
+    db: Db,
+    pg: Option<PgDatabase>,
+    url: Option<String>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = url.unwrap_or_else(|| warden::store::sqlite_url(dir.path()));
-    let app = Application::build(&settings(dir.path(), url))
+    let mut settings = settings(dir.path(), url);
+    configure(&mut settings);
+    let app = Application::build(&settings)
         .await
         .unwrap_or_else(|e| panic!("server failed to start: {e}"));
     let base = format!("http://{}", app.local_addr().expect("bound"));

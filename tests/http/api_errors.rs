@@ -168,6 +168,7 @@ async fn credentials_are_checked_on_every_route(db: Db) {
         ("GET", "/v1/admin/api-keys", Value::Null),
         ("DELETE", "/v1/admin/api-keys/does-not-matter", Value::Null),
         ("GET", "/v1/admin/policies", Value::Null),
+        ("POST", "/v1/admin/policies/reload", json!({})),
     ];
     let decision_routes: Vec<(&str, &str, Value)> = vec![
         ("POST", "/v1/check", ok_check()),

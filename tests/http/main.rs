@@ -10,4 +10,5 @@ mod authzen_api;
 mod decisions;
 mod outage;
 mod random_worlds;
+mod reload;
 mod startup_checks;

@@ -1,0 +1,114 @@
+//! Reloading the policy set into a running server: a valid edit takes
+//! effect and is audited; an invalid one is refused with its place and the
+//! last good set keeps serving; only admin keys may reload.
+
+use crate::common::{repo, spawn_configured, Db};
+use serde_json::json;
+use std::path::Path;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", file.display());
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
+#[tokio::test]
+async fn reloading_applies_valid_edits_and_refuses_invalid_ones() {
+    let policies = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("policies"), policies.path());
+    let dir = policies.path().to_path_buf();
+    let app = spawn_configured(Db::Sqlite, None, None, move |s| s.policies = dir).await;
+    app.import(&json!({
+        "users": [{"id": "o", "kind": "registered"}, {"id": "e", "kind": "registered"}],
+        "workspaces": [{"id": "w", "owner": "o"}],
+        "memberships": [{"user": "e", "scope": "workspace", "id": "w", "role": "editor"}]
+    }))
+    .await;
+    assert_eq!(app.decide("e", "invite", "Workspace", "w").await, "deny");
+    let (_, before) = app.get("/v1/admin/policies").await;
+
+    // Only admin keys may reload.
+    let check_only = app.key_with_scopes(&["check"]).await;
+    let (status, _) = app
+        .post_with(Some(&check_only), "/v1/admin/policies/reload", &json!({}))
+        .await;
+    assert_eq!(status, 403);
+
+    // A loosening edit: editors may invite.
+    let roles = policies.path().join("workspace-roles.cedar");
+    edit(
+        &roles,
+        "    Warden::Action::\"share\"\n  ],",
+        "    Warden::Action::\"share\",\n    Warden::Action::\"invite\"\n  ],",
+    );
+    let audits = app.state.store.audit_event_count().await.unwrap();
+    let (status, body) = app.post("/v1/admin/policies/reload", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ok"], true);
+    assert_eq!(body["previous_version"], before["version"]);
+    assert_ne!(body["version"], before["version"]);
+    assert_eq!(
+        app.state.store.audit_event_count().await.unwrap(),
+        audits + 1
+    );
+    let (_, decision) = app
+        .post(
+            "/v1/check",
+            &json!({"principal": {"type": "User", "id": "e"}, "action": "invite",
+                                   "resource": {"type": "Workspace", "id": "w"}}),
+        )
+        .await;
+    assert_eq!(decision["decision"], "allow");
+    assert_eq!(decision["policy_version"], body["version"]);
+    let serving = body["version"].clone();
+
+    // A broken edit is refused; the last good set keeps serving.
+    edit(
+        &roles,
+        "resource.workspace.owner == principal",
+        "resource.workspace.ownr == principal",
+    );
+    let (status, refused) = app.post("/v1/admin/policies/reload", &json!({})).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_policies");
+    assert_eq!(refused["version"], serving);
+    let problem = &refused["problems"][0];
+    assert!(
+        problem["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("workspace-roles.cedar"),
+        "{refused}"
+    );
+    assert!(
+        problem["line"].as_u64().unwrap() > 0
+            && problem["message"].as_str().unwrap().contains("ownr")
+    );
+    assert_eq!(
+        app.state.store.audit_event_count().await.unwrap(),
+        audits + 1,
+        "a refused reload is not audited"
+    );
+    assert_eq!(app.decide("e", "invite", "Workspace", "w").await, "allow");
+    let (_, listing) = app.get("/v1/admin/policies").await;
+    assert_eq!(listing["version"], serving);
+    assert_eq!(listing["last_reload"]["ok"], false);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("warden_policy_reloads_total"), "{metrics}");
+}
