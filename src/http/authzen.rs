@@ -8,7 +8,7 @@ use super::check::decide_logged;
 use super::error::ApiError;
 use super::extract::{Caller, JsonBody};
 use super::AppState;
-use crate::decision::{Authn, DecisionInput, EntityRef, RawDecision};
+use crate::decision::{Authn, DecisionInput, EntityRef, InputError, RawDecision};
 use crate::policy::Verdict;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -138,10 +138,20 @@ async fn evaluation(
     single(&state, raw).await
 }
 
+/// AuthZEN calls the principal `subject`: errors name the field as the
+/// request does (`evaluations[2].subject.type`, not `...principal.type`).
+fn subject_field(mut error: InputError, path: &str) -> InputError {
+    let principal = format!("{path}principal");
+    if let Some(rest) = error.field.strip_prefix(&principal) {
+        error.field = format!("{path}subject{rest}");
+    }
+    error
+}
+
 /// One access evaluation, answered as AuthZEN's `{decision, context}`.
 async fn single(state: &AppState, raw: RawDecision) -> Result<Json<Value>, ApiError> {
     let engine = state.engine();
-    let input = DecisionInput::parse(&engine, raw, "")?;
+    let input = DecisionInput::parse(&engine, raw, "").map_err(|e| subject_field(e, ""))?;
     let mut verdicts = decide_logged(state, &engine, std::slice::from_ref(&input), "").await?;
     let verdict = verdicts
         .pop()
@@ -208,7 +218,10 @@ async fn evaluations(
         let path = format!("evaluations[{i}].");
         let parsed = complete(item, &body.defaults, &path)
             .map_err(|(field, message)| format!("{field}: {message}"))
-            .and_then(|raw| DecisionInput::parse(&engine, raw, &path).map_err(|e| e.to_string()));
+            .and_then(|raw| {
+                DecisionInput::parse(&engine, raw, &path)
+                    .map_err(|e| subject_field(e, &path).to_string())
+            });
         match parsed {
             Ok(input) => {
                 slots.push(Ok(inputs.len()));

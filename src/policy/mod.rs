@@ -268,9 +268,19 @@ fn load_policies(
                 .parse::<usize>()
                 .unwrap_or(0)
         });
+        // Search past the previous policy, so that a policy pasted twice is
+        // reported where the second copy is.
+        let mut searched_to = 0;
         for policy in policies {
             let text = policy.to_string();
-            let offset = file.text.find(text.trim());
+            let offset = file
+                .text
+                .get(searched_to..)
+                .and_then(|rest| rest.find(text.trim()))
+                .map(|at| at + searched_to);
+            if let Some(at) = offset {
+                searched_to = at + text.trim().len();
+            }
             let Some(id) = policy.annotation("id") else {
                 problems.push(problem_at(
                     &file.name,

@@ -4,11 +4,13 @@
 #[path = "../common/mod.rs"]
 pub mod common;
 
-mod admin_api;
-mod api_errors;
-mod authzen_api;
+mod admin;
+mod authzen;
+mod cli;
 mod decisions;
+mod errors;
+mod ops;
 mod outage;
 mod random_worlds;
 mod reload;
-mod startup_checks;
+mod startup;
