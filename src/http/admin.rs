@@ -3,7 +3,8 @@
 //! and every change is audited in its transaction.
 
 use super::error::ApiError;
-use super::extract::{Caller, JsonBody};
+use super::extract::route::{Export, Import, ManageApiKeys, ReadPolicies, ReloadPolicies};
+use super::extract::{Allowed, JsonBody};
 use super::{AppState, ReloadError};
 use crate::audit::Actor;
 use crate::domain::World;
@@ -29,10 +30,9 @@ pub fn router() -> Router<Arc<AppState>> {
 
 async fn import(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<Import>,
     JsonBody(world): JsonBody<World>,
 ) -> Result<Json<Value>, ApiError> {
-    state.require(&caller, "import")?;
     let counts = state
         .store
         .import(
@@ -47,9 +47,8 @@ async fn import(
 
 async fn export(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _: Allowed<Export>,
 ) -> Result<Json<World>, ApiError> {
-    state.require(&caller, "export")?;
     Ok(Json(state.store.export().await?))
 }
 
@@ -62,10 +61,9 @@ struct NewKey {
 
 async fn create_key(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<ManageApiKeys>,
     JsonBody(body): JsonBody<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    state.require(&caller, "manage_api_keys")?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(
@@ -113,19 +111,17 @@ async fn create_key(
 
 async fn list_keys(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _: Allowed<ManageApiKeys>,
 ) -> Result<Json<Value>, ApiError> {
-    state.require(&caller, "manage_api_keys")?;
     let keys: Vec<ApiKey> = state.store.list_api_keys().await?;
     Ok(Json(json!({ "keys": keys })))
 }
 
 async fn revoke_key(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<ManageApiKeys>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.require(&caller, "manage_api_keys")?;
     let revoked = state
         .store
         .revoke_api_key(
@@ -146,9 +142,8 @@ async fn revoke_key(
 
 async fn policies(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _: Allowed<ReadPolicies>,
 ) -> Result<Json<Value>, ApiError> {
-    state.require(&caller, "read_policies")?;
     let engine = state.engine();
     Ok(Json(json!({
         "version": engine.version(),
@@ -159,9 +154,8 @@ async fn policies(
 
 async fn reload(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<ReloadPolicies>,
 ) -> Result<Json<Value>, ApiError> {
-    state.require(&caller, "reload_policies")?;
     match state
         .reload(Actor::api_key(&caller.key.id), caller.request_id.clone())
         .await

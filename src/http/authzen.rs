@@ -6,7 +6,8 @@
 
 use super::check::decide_logged;
 use super::error::ApiError;
-use super::extract::{Caller, JsonBody};
+use super::extract::route::Decide;
+use super::extract::{Allowed, JsonBody};
 use super::AppState;
 use crate::decision::{Authn, DecisionInput, EntityRef, InputError, RawDecision};
 use crate::policy::Verdict;
@@ -130,10 +131,9 @@ fn answer(verdict: Verdict, version: &str) -> Value {
 
 async fn evaluation(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _: Allowed<Decide>,
     JsonBody(body): JsonBody<EvaluationBody>,
 ) -> Result<Json<Value>, ApiError> {
-    state.require(&caller, "decide")?;
     let raw = raw(body.subject, body.action, body.resource, body.context);
     single(&state, raw).await
 }
@@ -189,10 +189,9 @@ fn complete(
 
 async fn evaluations(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _: Allowed<Decide>,
     JsonBody(body): JsonBody<EvaluationsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    state.require(&caller, "decide")?;
     let engine = state.engine();
     let semantic = body.options.unwrap_or_default().evaluations_semantic;
     // Without an `evaluations` array this is a single evaluation (AuthZEN 1.0).

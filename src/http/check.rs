@@ -2,7 +2,8 @@
 //! decision API. Both are the Cedar action `decide` on the service.
 
 use super::error::ApiError;
-use super::extract::{Caller, JsonBody};
+use super::extract::route::Decide;
+use super::extract::{Allowed, JsonBody};
 use super::AppState;
 use crate::decision::{
     decide_all, Authn, DecideError, DecisionInput, EntityRef, InputError, RawDecision,
@@ -182,10 +183,9 @@ pub async fn decide_logged(
 
 async fn check(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _: Allowed<Decide>,
     JsonBody(body): JsonBody<CheckBody>,
 ) -> Result<Json<CheckResponse>, ApiError> {
-    state.require(&caller, "decide")?;
     let engine = state.engine();
     let input = DecisionInput::parse(&engine, body.into_raw("")?, "")?;
     let verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "").await?;
@@ -211,10 +211,9 @@ struct BatchResponse {
 
 async fn batch(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _: Allowed<Decide>,
     JsonBody(body): JsonBody<BatchBody>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    state.require(&caller, "decide")?;
     if body.requests.is_empty() || body.requests.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "requests: send between 1 and {MAX_BATCH} requests per call, got {}",

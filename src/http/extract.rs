@@ -122,3 +122,51 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         Ok(Caller { key, request_id })
     }
 }
+
+/// The Cedar actions that guard Warden's own routes (policies/api.cedar).
+pub mod route {
+    /// A route's Cedar action.
+    pub trait RouteAction {
+        /// The action's name in the schema.
+        const NAME: &'static str;
+    }
+
+    macro_rules! route_actions {
+        ($($ty:ident => $name:literal),+ $(,)?) => {
+            $(
+                #[doc = concat!("The `", $name, "` action.")]
+                pub struct $ty;
+                impl RouteAction for $ty {
+                    const NAME: &'static str = $name;
+                }
+            )+
+        };
+    }
+
+    route_actions!(
+        Decide => "decide",
+        Import => "import",
+        Export => "export",
+        ManageApiKeys => "manage_api_keys",
+        ReadPolicies => "read_policies",
+        ReloadPolicies => "reload_policies",
+    );
+}
+
+/// A caller the policies allow to perform the route action `A`. It is
+/// extracted from the request head, so a key without the right scope is
+/// refused (403) before any body is read.
+pub struct Allowed<A>(pub Caller, pub std::marker::PhantomData<fn() -> A>);
+
+impl<A: route::RouteAction> FromRequestParts<Arc<AppState>> for Allowed<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        state.require(&caller, A::NAME)?;
+        Ok(Allowed(caller, std::marker::PhantomData))
+    }
+}

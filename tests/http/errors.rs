@@ -1057,3 +1057,33 @@ async fn scopes_fail_closed_on_every_route(db: Db) {
     assert_eq!(status, 200);
 }
 both_backends!(scopes, scopes_fail_closed_on_every_route);
+
+/// The route's Cedar action is asked before the body is read: a key without
+/// the scope is refused with 403 whatever it sends.
+#[tokio::test]
+async fn scope_is_checked_before_the_body_is_read() {
+    let app = crate::common::spawn_app(crate::common::Db::Sqlite).await;
+    let check_only = app.key_with_scopes(&["check"]).await;
+    let resp = app
+        .client
+        .post(format!("{}/v1/admin/import", app.base))
+        .bearer_auth(&check_only)
+        .header("content-type", "application/json")
+        .body("{ this is not json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 403);
+    let admin_only = app.key_with_scopes(&["admin"]).await;
+    let resp = app
+        .client
+        .post(format!("{}/v1/check", app.base))
+        .bearer_auth(&admin_only)
+        .body("[]")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 403);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["decision"], "deny");
+}
