@@ -57,21 +57,6 @@ impl ApiError {
         self.extra.insert(key.to_string(), value);
         self
     }
-
-    /// The status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The stable code.
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
 }
 
 impl IntoResponse for ApiError {

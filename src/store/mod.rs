@@ -136,11 +136,6 @@ impl Store {
         })
     }
 
-    /// Which backend this is.
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// The pool, for the query modules.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool

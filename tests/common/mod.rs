@@ -251,6 +251,17 @@ impl TestApp {
         body["decision"].as_str().expect("decision").to_string()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("sent");
+        resp.text().await.expect("text")
+    }
+
     /// Creates an API key with `scopes`; returns its text.
     pub async fn key_with_scopes(&self, scopes: &[&str]) -> String {
         let (status, body) = self

@@ -11,14 +11,6 @@ async fn operations_routes_answer() {
     let (status, body) = app.get_with(None, "/readyz").await;
     assert_eq!((status, body["database"].clone()), (200, json!("ok")));
     app.decide("nobody", "read", "Asset", "nothing").await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("warden_decisions_total"), "{text}");
 }

@@ -101,14 +101,6 @@ async fn reloading_applies_valid_edits_and_refuses_invalid_ones() {
     let (_, listing) = app.get("/v1/admin/policies").await;
     assert_eq!(listing["version"], serving);
     assert_eq!(listing["last_reload"]["ok"], false);
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("warden_policy_reloads_total"), "{metrics}");
 }
