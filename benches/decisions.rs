@@ -43,12 +43,14 @@ fn small_world() -> World {
                 kind: UserKind::Registered,
                 email: None,
                 name: None,
+                merged_into: None,
             },
             UserRecord {
                 id: id("owner"),
                 kind: UserKind::Registered,
                 email: None,
                 name: None,
+                merged_into: None,
             },
         ],
         workspaces: vec![WorkspaceRecord {
@@ -218,16 +220,13 @@ async fn start(assets: usize, db_name: &str, admin_url: &str) -> Bench {
     let base_url = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
     let dir = tempfile::tempdir().expect("tempdir");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let settings = warden::config::Settings {
-        data_dir: dir.path().to_path_buf(),
-        database_url: format!("{base_url}/{db_name}"),
-        policies: root.join("policies"),
-        schema: root.join("schema"),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        public_url: None,
-        demo: false,
-        request_timeout: Duration::from_secs(30),
-    };
+    let mut settings = warden::config::Settings::new(
+        dir.path().to_path_buf(),
+        format!("{base_url}/{db_name}"),
+        root.join("policies"),
+        root.join("schema"),
+    );
+    settings.request_timeout = Duration::from_secs(30);
     let app = warden::startup::Application::build(&settings)
         .await
         .expect("server starts");

@@ -19,6 +19,11 @@ impl Actor {
         Actor(format!("cli:{command}"))
     }
 
+    /// An end user, established from a verified token.
+    pub fn user(id: &str) -> Self {
+        Actor(format!("user:{id}"))
+    }
+
     /// Warden itself (first start: the bootstrap admin key).
     pub fn system() -> Self {
         Actor("system".into())

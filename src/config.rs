@@ -1,6 +1,8 @@
 //! Command-line flags and their `WARDEN_*` environment variables, parsed
 //! once into typed settings (CONTRACT §6).
 
+use crate::identity::idp::IdpAdminSettings;
+use crate::identity::oidc::OidcSettings;
 use crate::store::sqlite_url;
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
@@ -76,6 +78,83 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Identity settings.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Anonymous tokens, the identity provider, and the public endpoints' rate
+/// limit. `Debug` hides the admin API secret.
+#[derive(Args, Clone)]
+pub struct IdentityArgs {
+    /// `aud` of the anonymous tokens Warden mints.
+    #[arg(long, env = "WARDEN_ANONYMOUS_AUDIENCE", default_value = "convex")]
+    pub anonymous_audience: String,
+    /// Lifetime of an anonymous token, in seconds (default 30 days).
+    #[arg(long, env = "WARDEN_ANONYMOUS_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+    pub anonymous_token_ttl: u64,
+    /// The identity provider's issuer (`iss`), e.g. Clerk's Frontend API URL.
+    #[arg(long, env = "WARDEN_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The audience (`aud`) the provider's tokens must carry, e.g. `convex`
+    /// for a Clerk JWT template; unset: `aud` is not checked.
+    #[arg(long, env = "WARDEN_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// The provider's JWKS (default `<issuer>/.well-known/jwks.json`).
+    #[arg(long, env = "WARDEN_OIDC_JWKS_URL")]
+    pub oidc_jwks_url: Option<String>,
+    /// Accepted `azp` values, comma-separated; unset accepts any.
+    #[arg(long, env = "WARDEN_OIDC_AUTHORIZED_PARTIES", value_delimiter = ',')]
+    pub oidc_authorized_parties: Vec<String>,
+    /// The provider's admin API base URL (Clerk: `https://api.clerk.com`);
+    /// when set with the secret, Warden sets `external_id` there.
+    #[arg(long, env = "WARDEN_IDP_ADMIN_URL")]
+    pub idp_admin_url: Option<String>,
+    /// The provider's admin API secret key.
+    #[arg(long, env = "WARDEN_IDP_ADMIN_SECRET", hide_env_values = true)]
+    pub idp_admin_secret: Option<String>,
+    /// Requests per minute per client address on `/api/auth/anonymous`.
+    #[arg(long, env = "WARDEN_ANONYMOUS_RATE_LIMIT", default_value_t = 30)]
+    pub anonymous_rate_limit: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (set
+    /// only behind a proxy that writes it).
+    #[arg(long, env = "WARDEN_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+impl std::fmt::Debug for IdentityArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityArgs")
+            .field("anonymous_audience", &self.anonymous_audience)
+            .field("anonymous_token_ttl", &self.anonymous_token_ttl)
+            .field("oidc", &self.oidc())
+            .field("idp_admin_url", &self.idp_admin_url)
+            .field("idp_admin_secret", &self.idp_admin_secret.as_ref().map(|_| "<redacted>"))
+            .field("anonymous_rate_limit", &self.anonymous_rate_limit)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .finish()
+    }
+}
+
+impl IdentityArgs {
+    /// The provider's settings, when an issuer is configured.
+    pub fn oidc(&self) -> Option<OidcSettings> {
+        let issuer = self.oidc_issuer.clone().filter(|i| !i.trim().is_empty())?;
+        let jwks_url = self.oidc_jwks_url.clone().unwrap_or_else(|| {
+            format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'))
+        });
+        Some(OidcSettings {
+            issuer,
+            audience: self.oidc_audience.clone().filter(|a| !a.is_empty()),
+            jwks_url,
+            authorized_parties: self
+                .oidc_authorized_parties
+                .iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        })
+    }
 }
 
 /// Everything `serve` needs, typed.
@@ -97,6 +176,41 @@ pub struct Settings {
     pub demo: bool,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// `aud` of anonymous tokens.
+    pub anonymous_audience: String,
+    /// Lifetime of anonymous tokens.
+    pub anonymous_token_ttl: Duration,
+    /// The identity provider.
+    pub oidc: Option<OidcSettings>,
+    /// The provider's admin API.
+    pub idp_admin: Option<IdpAdminSettings>,
+    /// Requests per minute per address on the public identity endpoints.
+    pub anonymous_rate_limit: u32,
+    /// Read the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
+impl Settings {
+    /// Defaults for everything but the folders and database (tests and
+    /// benchmarks start from here).
+    pub fn new(data_dir: PathBuf, database_url: String, policies: PathBuf, schema: PathBuf) -> Self {
+        Settings {
+            data_dir,
+            database_url,
+            policies,
+            schema,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            demo: false,
+            request_timeout: Duration::from_secs(10),
+            anonymous_audience: "convex".into(),
+            anonymous_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            oidc: None,
+            idp_admin: None,
+            anonymous_rate_limit: 30,
+            trust_forwarded_for: false,
+        }
+    }
 }
 
 impl From<&ServeArgs> for Settings {
@@ -110,6 +224,20 @@ impl From<&ServeArgs> for Settings {
             public_url: args.public_url.clone(),
             demo: args.demo,
             request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+            anonymous_audience: args.identity.anonymous_audience.clone(),
+            anonymous_token_ttl: Duration::from_secs(args.identity.anonymous_token_ttl.max(60)),
+            oidc: args.identity.oidc(),
+            idp_admin: match (&args.identity.idp_admin_url, &args.identity.idp_admin_secret) {
+                (Some(base_url), Some(secret)) if !base_url.is_empty() && !secret.is_empty() => {
+                    Some(IdpAdminSettings {
+                        base_url: base_url.clone(),
+                        secret: secret.clone(),
+                    })
+                }
+                _ => None,
+            },
+            anonymous_rate_limit: args.identity.anonymous_rate_limit.max(1),
+            trust_forwarded_for: args.identity.trust_forwarded_for,
         }
     }
 }

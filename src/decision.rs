@@ -95,7 +95,11 @@ pub struct DecisionInput {
 /// Types whose entities only Warden may create: role groups come from stored
 /// memberships and grants, actions from the schema, keys from the key table.
 fn reserved(ty: &EntityTypeName) -> bool {
-    *ty == TYPES.role || *ty == TYPES.action || *ty == TYPES.api_key || *ty == TYPES.service
+    *ty == TYPES.role
+        || *ty == TYPES.action
+        || *ty == TYPES.api_key
+        || *ty == TYPES.service
+        || *ty == TYPES.client
 }
 
 fn entity_uid(

@@ -164,6 +164,11 @@ pub struct UserRecord {
     /// Display name, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The registered user this anonymous user's content moved to when it
+    /// signed in as an identity that already had a user (CONTRACT §4). Its
+    /// anonymous tokens are dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<Id>,
 }
 
 /// A workspace and its one owner.

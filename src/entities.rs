@@ -32,6 +32,8 @@ pub struct Types {
     pub api_key: EntityTypeName,
     /// `Warden::Service`
     pub service: EntityTypeName,
+    /// `Warden::Client`
+    pub client: EntityTypeName,
     /// `Warden::Action`
     pub action: EntityTypeName,
 }
@@ -48,6 +50,7 @@ pub static TYPES: LazyLock<Types> = LazyLock::new(|| Types {
     project: type_name("Project"),
     asset: type_name("Asset"),
     role: type_name("Role"),
+    client: type_name("Client"),
     api_key: type_name("ApiKey"),
     service: type_name("Service"),
     action: type_name("Action"),
@@ -123,7 +126,10 @@ fn entity(
 }
 
 fn user_entity(user: &UserRecord, groups: HashSet<EntityUid>) -> Result<Entity, BuildError> {
-    let attrs = HashMap::from([("kind".to_string(), string(user.kind.as_str()))]);
+    let mut attrs = HashMap::from([("kind".to_string(), string(user.kind.as_str()))]);
+    if user.merged_into.is_some() {
+        attrs.insert("merged".to_string(), RestrictedExpression::new_bool(true));
+    }
     entity(uid(&TYPES.user, user.id.as_str()), attrs, groups)
 }
 

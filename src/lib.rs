@@ -19,6 +19,7 @@ pub mod decision;
 pub mod domain;
 pub mod entities;
 pub mod http;
+pub mod identity;
 pub mod policy;
 pub mod startup;
 pub mod store;

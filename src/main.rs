@@ -44,6 +44,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
         format: ValidateFormat,
     },
+    /// Manage the keys that sign anonymous tokens.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run policy test suites (default: tests/policies) against the policies.
     Test {
         #[command(flatten)]
@@ -53,6 +58,21 @@ enum Command {
         /// `text` (like cargo test) or `junit` (XML for CI systems).
         #[arg(long, value_enum, default_value_t = TestFormat::Text)]
         format: TestFormat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Sign new tokens with a new key; the old keys stay published until
+    /// their last token has expired. Running servers pick the new key up
+    /// within a minute.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Lifetime of the anonymous tokens the old keys signed, in seconds
+        /// (as the servers' --anonymous-token-ttl).
+        #[arg(long, env = "WARDEN_ANONYMOUS_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+        anonymous_token_ttl: u64,
     },
 }
 
@@ -242,6 +262,33 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+async fn rotate_keys(store: StoreArgs, ttl: u64) -> ExitCode {
+    telemetry::init_logging(LogFormat::Text);
+    if let Err(e) = std::fs::create_dir_all(&store.data_dir) {
+        eprintln!("error: cannot create {}: {e}", store.data_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let db = match open_store(&store.url()).await {
+        Ok(db) => db,
+        Err(e) => return report(e),
+    };
+    let ttl = std::time::Duration::from_secs(ttl.max(60));
+    let result = match warden::identity::keys::KeyRing::load(db, ttl).await {
+        Ok(ring) => ring.rotate(Actor::cli("keys rotate"), None).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(kid) => {
+            println!("new signing key {kid}; the previous keys stay published until their tokens expire");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn import(store: StoreArgs, file: PathBuf) -> ExitCode {
     let text = match std::fs::read_to_string(&file) {
         Ok(text) => text,
@@ -298,6 +345,13 @@ async fn main() -> ExitCode {
             }
         }
         Command::Import { store, file } => import(store, file).await,
+        Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    store,
+                    anonymous_token_ttl,
+                },
+        } => rotate_keys(store, anonymous_token_ttl).await,
         Command::Validate { policy, format } => validate(policy, format),
         Command::Test {
             policy,

@@ -5,7 +5,8 @@
 use crate::audit::Actor;
 use crate::config::{redact_url, Settings};
 use crate::domain::World;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, StateParts};
+use crate::identity::{Identity, IdentitySettings};
 use crate::policy::{LoadError, PolicyEngine};
 use crate::store::api_keys::generate_key;
 use crate::store::world::ImportError;
@@ -150,6 +151,23 @@ fn reload_on_sighup(state: Arc<AppState>) {
     let _ = state;
 }
 
+/// Deletes old rate-limit counters every few minutes (any replica may).
+fn prune_rate_limits(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            every.tick().await;
+            if let Err(e) = state
+                .store
+                .prune_rate_limits(std::time::Duration::from_secs(3600))
+                .await
+            {
+                tracing::debug!(error = %e, "cannot prune rate-limit counters");
+            }
+        }
+    });
+}
+
 impl Application {
     /// Loads policies, opens the database, binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
@@ -182,16 +200,48 @@ impl Application {
             what: "read the listen address".into(),
             source,
         })?;
+        // `iss` must match the relying party's configuration byte for byte:
+        // no trailing slash.
         let public_url = settings
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let identity = Identity::start(
+            store.clone(),
+            IdentitySettings {
+                issuer: public_url.clone(),
+                audience: settings.anonymous_audience.clone(),
+                token_ttl: settings.anonymous_token_ttl,
+                oidc: settings.oidc.clone(),
+                idp_admin: settings.idp_admin.clone(),
+            },
+        )
+        .await
+        .map_err(|source| StartError::Database {
+            url: redact_url(&settings.database_url),
+            source,
+        })?;
+        match &settings.oidc {
+            Some(oidc) => tracing::info!(issuer = %oidc.issuer, jwks = %oidc.jwks_url,
+                audience = ?oidc.audience, "identity provider configured"),
+            None => tracing::info!("no identity provider configured (--oidc-issuer); only anonymous tokens are accepted"),
+        }
+        if settings.oidc.as_ref().is_some_and(|o| o.audience.is_none()) {
+            tracing::warn!("--oidc-audience is not set: the provider's tokens are accepted for any audience");
+        }
         let state = Arc::new(AppState::new(
             store,
             engine,
             (settings.policies.clone(), settings.schema.clone()),
-            public_url,
-            telemetry::metrics(),
+            StateParts {
+                public_url,
+                metrics: telemetry::metrics(),
+                identity,
+                anonymous_rate_limit: settings.anonymous_rate_limit,
+                trust_forwarded_for: settings.trust_forwarded_for,
+            },
         ));
         let router = http::router(state.clone(), settings.request_timeout);
         Ok(Application {
@@ -223,8 +273,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         reload_on_sighup(self.state.clone());
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        prune_rate_limits(self.state.clone());
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }

@@ -1,9 +1,11 @@
 //! Admin routes (admin API key): bulk import/export, API keys, the loaded
-//! policies. Each route is a Cedar action on the service (policies/api.cedar)
+//! policies, signing key rotation. Each route is a Cedar action on the service (policies/api.cedar)
 //! and every change is audited in its transaction.
 
 use super::error::ApiError;
-use super::extract::route::{Export, Import, ManageApiKeys, ReadPolicies, ReloadPolicies};
+use super::extract::route::{
+    Export, Import, ManageApiKeys, ReadPolicies, ReloadPolicies, RotateSigningKeys,
+};
 use super::extract::{Allowed, JsonBody};
 use super::{AppState, ReloadError};
 use crate::audit::Actor;
@@ -26,6 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/admin/api-keys/{id}", delete(revoke_key))
         .route("/v1/admin/policies", get(policies))
         .route("/v1/admin/policies/reload", post(reload))
+        .route("/v1/admin/keys/rotate", post(rotate_keys))
 }
 
 async fn import(
@@ -178,4 +181,18 @@ async fn reload(
         }
         Err(ReloadError::Store(e)) => Err(e.into()),
     }
+}
+
+/// `POST /v1/admin/keys/rotate`: new anonymous tokens are signed with a new
+/// key; the old keys stay in the JWKS until their last token has expired.
+async fn rotate_keys(
+    State(state): State<Arc<AppState>>,
+    Allowed(caller, _): Allowed<RotateSigningKeys>,
+) -> Result<Json<Value>, ApiError> {
+    let kid = state
+        .identity
+        .keys
+        .rotate(Actor::api_key(&caller.key.id), caller.request_id.clone())
+        .await?;
+    Ok(Json(json!({ "kid": kid, "jwks": state.identity.keys.jwks().await })))
 }

@@ -2,14 +2,18 @@
 //! evaluations (with the three evaluation semantics) and PDP metadata.
 //! AuthZEN `type` is the Cedar entity type name without the namespace,
 //! `action.name` the Cedar action. `properties` are accepted and ignored:
-//! facts come from Warden's store, never from the caller.
+//! facts come from Warden's store, never from the caller — except
+//! `subject.properties.token`: the end user's token, whose verified user is
+//! then the subject (`subject.id` may be empty, or must name that user).
 
-use super::check::decide_logged;
+use super::check::{decide_logged, verify_tokens};
 use super::error::ApiError;
 use super::extract::route::Decide;
 use super::extract::{Allowed, JsonBody};
 use super::AppState;
 use crate::decision::{Authn, DecisionInput, EntityRef, InputError, RawDecision};
+use crate::identity::TokenPrincipal;
+use std::collections::HashMap;
 use crate::policy::Verdict;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -96,13 +100,41 @@ struct EvaluationsBody {
     options: Option<Options>,
 }
 
+/// The end-user token a subject carries, if any.
+fn subject_token(subject: &Entity) -> Option<&str> {
+    subject.properties.as_ref()?.get("token")?.as_str()
+}
+
+/// The subject of a token-carrying `subject`, as its verified user.
+fn token_subject(
+    mut subject: Entity,
+    tokens: &HashMap<String, TokenPrincipal>,
+    path: &str,
+) -> Result<(Entity, Authn), InputError> {
+    let Some(verified) = subject_token(&subject).and_then(|t| tokens.get(t)) else {
+        return Ok((subject, Authn::App));
+    };
+    if !subject.id.is_empty() && subject.id != verified.user_id {
+        return Err(InputError {
+            field: format!("{path}subject.id"),
+            message: "the subject's id is not the user of its token; leave id empty or give that user".into(),
+        });
+    }
+    subject.ty = "User".into();
+    subject.id = verified.user_id.clone();
+    Ok((subject, verified.authn))
+}
+
 fn raw(
     subject: Entity,
     action: Action,
     resource: Entity,
     context: Option<Map<String, Value>>,
-) -> RawDecision {
-    RawDecision {
+    tokens: &HashMap<String, TokenPrincipal>,
+    path: &str,
+) -> Result<RawDecision, InputError> {
+    let (subject, authn) = token_subject(subject, tokens, path)?;
+    Ok(RawDecision {
         principal: EntityRef {
             ty: subject.ty,
             id: subject.id,
@@ -114,8 +146,8 @@ fn raw(
         },
         context: context.unwrap_or_default(),
         entities: None,
-        authn: Authn::App,
-    }
+        authn,
+    })
 }
 
 fn answer(verdict: Verdict, version: &str) -> Value {
@@ -134,7 +166,12 @@ async fn evaluation(
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<EvaluationBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let raw = raw(body.subject, body.action, body.resource, body.context);
+    let tokens: Vec<(String, &str)> = subject_token(&body.subject)
+        .map(|t| ("subject.properties.token".to_string(), t))
+        .into_iter()
+        .collect();
+    let verified = verify_tokens(&state, &tokens).await?;
+    let raw = raw(body.subject, body.action, body.resource, body.context, &verified, "")?;
     single(&state, raw).await
 }
 
@@ -164,6 +201,7 @@ fn complete(
     item: Partial,
     defaults: &Partial,
     path: &str,
+    tokens: &HashMap<String, TokenPrincipal>,
 ) -> Result<RawDecision, (String, String)> {
     let missing = |what: &str| {
         (
@@ -184,7 +222,7 @@ fn complete(
         .or_else(|| defaults.resource.clone())
         .ok_or_else(|| missing("resource"))?;
     let context = item.context.or_else(|| defaults.context.clone());
-    Ok(raw(subject, action, resource, context))
+    raw(subject, action, resource, context, tokens, path).map_err(|e| (e.field, e.message))
 }
 
 async fn evaluations(
@@ -196,10 +234,20 @@ async fn evaluations(
     let semantic = body.options.unwrap_or_default().evaluations_semantic;
     // Without an `evaluations` array this is a single evaluation (AuthZEN 1.0).
     let Some(items) = body.evaluations.filter(|e| !e.is_empty()) else {
-        let raw =
-            complete(Partial::default(), &body.defaults, "").map_err(|(field, message)| {
+        let tokens: Vec<(String, &str)> = body
+            .defaults
+            .subject
+            .as_ref()
+            .and_then(subject_token)
+            .map(|t| ("subject.properties.token".to_string(), t))
+            .into_iter()
+            .collect();
+        let verified = verify_tokens(&state, &tokens).await?;
+        let raw = complete(Partial::default(), &body.defaults, "", &verified).map_err(
+            |(field, message)| {
                 ApiError::bad_request(format!("{field}: {message}")).with("field", json!(field))
-            })?;
+            },
+        )?;
         return single(&state, raw).await;
     };
     if items.len() > super::check::MAX_BATCH {
@@ -209,13 +257,41 @@ async fn evaluations(
             items.len()
         )));
     }
+    // Tokens are verified one by one so that a bad token fails only its
+    // own items (a 401 inside the item, like a 400).
+    let mut verified = HashMap::new();
+    let mut refused: HashMap<String, String> = HashMap::new();
+    for item in &items {
+        let subject = item.subject.as_ref().or(body.defaults.subject.as_ref());
+        let Some(token) = subject.and_then(subject_token) else {
+            continue;
+        };
+        if verified.contains_key(token) || refused.contains_key(token) {
+            continue;
+        }
+        match state.identity.principals(&[token]).await {
+            Ok(found) => verified.extend(found),
+            Err((_, crate::identity::TokenError::Store(e))) => return Err(e.into()),
+            Err((_, e)) => {
+                refused.insert(token.to_string(), e.to_string());
+            }
+        }
+    }
     // Items that cannot be asked answer false with the reason; the rest are
     // decided together over one load of facts.
     let mut slots: Vec<Result<usize, Value>> = Vec::with_capacity(items.len());
     let mut inputs = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         let path = format!("evaluations[{i}].");
-        let parsed = complete(item, &body.defaults, &path)
+        let subject = item.subject.as_ref().or(body.defaults.subject.as_ref());
+        if let Some(reason) = subject.and_then(subject_token).and_then(|t| refused.get(t)) {
+            slots.push(Err(json!({
+                "decision": false,
+                "context": {"error": {"status": 401, "message": format!("{path}subject.properties.token: {reason}")}}
+            })));
+            continue;
+        }
+        let parsed = complete(item, &body.defaults, &path, &verified)
             .map_err(|(field, message)| format!("{field}: {message}"))
             .and_then(|raw| {
                 DecisionInput::parse(&engine, raw, &path)

@@ -14,7 +14,9 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use crate::identity::TokenPrincipal;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,7 +54,8 @@ pub struct CheckBody {
     /// Who asks, named by the app.
     #[serde(default)]
     pub principal: Option<EntityRefBody>,
-    /// Or the end user's token (not available until identity is configured).
+    /// Or the end user's token (Warden's anonymous JWT or the identity
+    /// provider's): the principal is the token's verified user.
     #[serde(default)]
     pub token: Option<String>,
     /// Action name.
@@ -68,17 +71,29 @@ pub struct CheckBody {
 }
 
 impl CheckBody {
-    /// The request with its principal resolved; `path` prefixes field names.
-    pub fn into_raw(self, path: &str) -> Result<RawDecision, InputError> {
-        let principal = match (self.principal, self.token) {
-            (Some(p), None) => p,
-            (None, Some(_)) => {
-                return Err(InputError {
-                    field: format!("{path}token"),
-                    message: "token-based decisions need identity verification, which this server \
-                              does not provide yet; name the principal with `principal` instead"
-                        .into(),
-                })
+    /// The request with its principal resolved (`tokens`: the verified
+    /// users of the request's tokens); `path` prefixes field names.
+    pub fn into_raw(
+        self,
+        path: &str,
+        tokens: &HashMap<String, TokenPrincipal>,
+    ) -> Result<RawDecision, InputError> {
+        let (principal, authn) = match (self.principal, self.token) {
+            (Some(p), None) => (p, Authn::App),
+            (None, Some(token)) => {
+                let Some(verified) = tokens.get(&token) else {
+                    return Err(InputError {
+                        field: format!("{path}token"),
+                        message: "the token was not verified".into(),
+                    });
+                };
+                (
+                    EntityRefBody {
+                        ty: "User".into(),
+                        id: verified.user_id.clone(),
+                    },
+                    verified.authn,
+                )
             }
             (Some(_), Some(_)) => {
                 return Err(InputError {
@@ -101,7 +116,7 @@ impl CheckBody {
             resource: self.resource.into(),
             context: self.context.unwrap_or_default(),
             entities: self.entities,
-            authn: Authn::App,
+            authn,
         })
     }
 }
@@ -181,13 +196,36 @@ pub async fn decide_logged(
     Ok(verdicts)
 }
 
+/// Verifies the end-user tokens of a request (`(field, token)` pairs) in
+/// one go; a bad token is a 401 naming its field.
+pub async fn verify_tokens(
+    state: &AppState,
+    tokens: &[(String, &str)],
+) -> Result<HashMap<String, TokenPrincipal>, ApiError> {
+    if tokens.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let texts: Vec<&str> = tokens.iter().map(|(_, t)| *t).collect();
+    state.identity.principals(&texts).await.map_err(|(index, e)| {
+        let field = tokens.get(index).map(|(f, _)| f.clone()).unwrap_or_default();
+        ApiError::from(e).with("field", json!(field))
+    })
+}
+
 async fn check(
     State(state): State<Arc<AppState>>,
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<CheckBody>,
 ) -> Result<Json<CheckResponse>, ApiError> {
     let engine = state.engine();
-    let input = DecisionInput::parse(&engine, body.into_raw("")?, "")?;
+    let tokens: Vec<(String, &str)> = body
+        .token
+        .as_deref()
+        .map(|t| ("token".to_string(), t))
+        .into_iter()
+        .collect();
+    let verified = verify_tokens(&state, &tokens).await?;
+    let input = DecisionInput::parse(&engine, body.into_raw("", &verified)?, "")?;
     let verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "").await?;
     let verdict = verdicts
         .into_iter()
@@ -222,12 +260,19 @@ async fn batch(
         .with("field", json!("requests")));
     }
     let engine = state.engine();
+    let tokens: Vec<(String, &str)> = body
+        .requests
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.token.as_deref().map(|t| (format!("requests[{i}].token"), t)))
+        .collect();
+    let verified = verify_tokens(&state, &tokens).await?;
     let mut inputs = Vec::with_capacity(body.requests.len());
     for (i, request) in body.requests.into_iter().enumerate() {
         let path = format!("requests[{i}].");
         inputs.push(DecisionInput::parse(
             &engine,
-            request.into_raw(&path)?,
+            request.into_raw(&path, &verified)?,
             &path,
         )?);
     }

@@ -4,6 +4,8 @@
 //! with their cause and answered without internals.
 
 use crate::decision::{DecideError, InputError};
+use crate::identity::TokenError;
+use crate::store::identity::LinkError;
 use crate::store::world::ImportError;
 use crate::store::StoreError;
 use axum::http::StatusCode;
@@ -19,6 +21,8 @@ pub struct ApiError {
     message: String,
     /// Extra top-level fields (a deny decision on the decision routes).
     extra: Map<String, Value>,
+    /// Extra response headers (`WWW-Authenticate`, `Retry-After`).
+    headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
 }
 
 impl ApiError {
@@ -29,6 +33,7 @@ impl ApiError {
             code,
             message: message.into(),
             extra: Map::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -52,6 +57,30 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// Adds a response header.
+    pub fn with_header(mut self, name: axum::http::HeaderName, value: &str) -> Self {
+        if let Ok(value) = axum::http::HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// 429: over a rate limit; retry after `seconds`.
+    pub fn rate_limited(seconds: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests from this address; retry in {seconds} s"),
+        )
+        .with("retry_after", json!(seconds))
+        .with_header(axum::http::header::RETRY_AFTER, &seconds.to_string())
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// Adds a top-level field to the body (e.g. `"decision": "deny"`).
     pub fn with(mut self, key: &str, value: Value) -> Self {
         self.extra.insert(key.to_string(), value);
@@ -66,7 +95,47 @@ impl IntoResponse for ApiError {
             "error".into(),
             json!({"code": self.code, "message": self.message}),
         );
-        (self.status, Json(Value::Object(body))).into_response()
+        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().append(name, value);
+        }
+        response
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Store(e) => e.into(),
+            TokenError::ProviderUnavailable(_) => {
+                tracing::warn!(error = %e, "token refused: identity provider unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable", e.to_string())
+            }
+            e => {
+                tracing::info!(reason = %e, "token refused");
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string()).with_header(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    "Bearer error=\"invalid_token\"",
+                )
+            }
+        }
+    }
+}
+
+impl From<LinkError> for ApiError {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "identity_conflict", message)
+            }
+            LinkError::DeadAnonymousToken => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                e.to_string(),
+            )
+            .with("field", json!("anonymous_token")),
+            LinkError::Store(e) => e.into(),
+        }
     }
 }
 

@@ -150,6 +150,10 @@ pub mod route {
         ManageApiKeys => "manage_api_keys",
         ReadPolicies => "read_policies",
         ReloadPolicies => "reload_policies",
+        RotateSigningKeys => "rotate_signing_keys",
+        MintAnonymousToken => "mint_anonymous_token",
+        RefreshAnonymousToken => "refresh_anonymous_token",
+        ResolveUser => "resolve_user",
     );
 }
 

@@ -3,6 +3,7 @@
 //! (request id, tracing, panic catching, timeout, body limits).
 
 pub mod admin;
+pub mod auth;
 pub mod authzen;
 pub mod check;
 pub mod error;
@@ -31,6 +32,8 @@ use tower_http::trace::TraceLayer;
 
 /// Largest body of a decision request (a batch of thousands with entities).
 pub const DECISION_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest body of an identity request (a token or two).
+pub const AUTH_BODY_LIMIT: usize = 64 * 1024;
 /// Largest body of an admin request (a whole import document).
 pub const ADMIN_BODY_LIMIT: usize = 256 * 1024 * 1024;
 /// How long an admin request (a large import or export) may run.
@@ -54,6 +57,26 @@ pub struct AppState {
     policy_dirs: (std::path::PathBuf, std::path::PathBuf),
     /// The outcome of the last reload, for the admin listing.
     last_reload: std::sync::Mutex<Option<ReloadStatus>>,
+    /// Tokens: Warden's keys and the identity provider's.
+    pub identity: crate::identity::Identity,
+    /// Requests per minute per client address on `/api/auth/anonymous`.
+    pub anonymous_rate_limit: u32,
+    /// Read the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
+/// What [`AppState::new`] needs besides the store and policies.
+pub struct StateParts {
+    /// The URL apps reach Warden at.
+    pub public_url: String,
+    /// Prometheus metrics.
+    pub metrics: PrometheusHandle,
+    /// The identity layer.
+    pub identity: crate::identity::Identity,
+    /// Requests per minute per client address on `/api/auth/anonymous`.
+    pub anonymous_rate_limit: u32,
+    /// Read the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
 }
 
 /// The outcome of a policy reload.
@@ -94,10 +117,19 @@ impl AppState {
         store: Store,
         engine: PolicyEngine,
         policy_dirs: (std::path::PathBuf, std::path::PathBuf),
-        public_url: String,
-        metrics: PrometheusHandle,
+        parts: StateParts,
     ) -> Self {
+        let StateParts {
+            public_url,
+            metrics,
+            identity,
+            anonymous_rate_limit,
+            trust_forwarded_for,
+        } = parts;
         AppState {
+            identity,
+            anonymous_rate_limit,
+            trust_forwarded_for,
             policy_dirs,
             last_reload: std::sync::Mutex::new(None),
             store,
@@ -334,6 +366,7 @@ pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
     Router::new()
         .merge(decisions)
         .merge(admin)
+        .merge(with_timeout(auth::router(), timeout).layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT)))
         .merge(with_timeout(ops::router(), timeout))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

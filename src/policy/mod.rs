@@ -419,10 +419,24 @@ impl PolicyEngine {
 
     /// May the API key with `scopes` call a route guarded by `action`?
     pub fn authorize_api_key(&self, key_id: &str, scopes: &[String], action: &str) -> Verdict {
-        let entity = match entities::api_key_entity(key_id, scopes) {
-            Ok(entity) => entity,
-            Err(e) => return Verdict::deny_because(e.to_string()),
-        };
+        match entities::api_key_entity(key_id, scopes) {
+            Ok(entity) => self.authorize_route(entity, action),
+            Err(e) => Verdict::deny_because(e.to_string()),
+        }
+    }
+
+    /// Asks whether an unidentified HTTP client at `address` may call the
+    /// public identity route `action` (policies/api.cedar).
+    pub fn authorize_client(&self, address: &str, action: &str) -> Verdict {
+        let entity = cedar_policy::Entity::new_no_attrs(
+            entities::uid(&entities::TYPES.client, address),
+            std::collections::HashSet::new(),
+        );
+        self.authorize_route(entity, action)
+    }
+
+    /// Decides route `action` on the service for `principal`.
+    fn authorize_route(&self, entity: cedar_policy::Entity, action: &str) -> Verdict {
         let principal = entity.uid();
         let store = match Entities::from_entities([entity], None) {
             Ok(store) => store,

@@ -65,7 +65,7 @@ fn sql(users: usize, workspaces: usize, projects: usize, assets: usize) -> Strin
                 WHERE id IN (SELECT id FROM kp UNION SELECT project_id FROM ra)), \
          rw AS (SELECT id, owner_id, visibility FROM workspaces \
                 WHERE id IN (SELECT id FROM kw UNION SELECT workspace_id FROM rp)) \
-         SELECT 'u' AS k, id AS a, kind AS b, email AS c, name AS d FROM users \
+         SELECT 'u' AS k, id AS a, kind AS b, merged_into AS c, NULL AS d FROM users \
                 WHERE id IN (SELECT id FROM ku) \
          UNION ALL SELECT 'w', id, owner_id, visibility, NULL FROM rw \
          UNION ALL SELECT 'p', id, workspace_id, visibility, NULL FROM rp \
@@ -113,8 +113,9 @@ impl Store {
                 "u" => world.users.push(UserRecord {
                     id: a,
                     kind: parse(&b, "user kind")?,
-                    email: c,
-                    name: d,
+                    email: None,
+                    name: None,
+                    merged_into: c.map(id).transpose()?,
                 }),
                 "w" => world.workspaces.push(WorkspaceRecord {
                     id: a,

@@ -7,10 +7,13 @@
 //! one database only. Migrations live in `migrations/postgres` and
 //! `migrations/sqlite`, are embedded in the binary and run at start-up (and
 //! by `warden migrate`). Queries sit in the module of the table group they
-//! touch: `facts` (decision slices), `world` (import/export), `api_keys`.
+//! touch: `facts` (decision slices), `world` (import/export), `api_keys`,
+//! `identity` (users, links, tokens, signing keys), `rate_limits`.
 
 pub mod api_keys;
 pub mod facts;
+pub mod identity;
+pub mod rate_limits;
 pub mod world;
 
 use crate::audit::AuditEvent;
@@ -70,6 +73,23 @@ impl From<sqlx::Error> for StoreError {
         }
     }
 }
+
+/// Every table Warden writes.
+pub const TABLES: &[&str] = &[
+    "users",
+    "workspaces",
+    "projects",
+    "assets",
+    "workspace_members",
+    "project_members",
+    "asset_grants",
+    "api_keys",
+    "audit_events",
+    "identities",
+    "anonymous_tokens",
+    "signing_keys",
+    "rate_limits",
+];
 
 /// How long a request waits for a database connection before answering 503.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -188,10 +208,39 @@ impl Store {
     }
 
     /// Starts a write. Commit it with [`Tx::commit`], which writes the audit event.
+    ///
+    /// On SQLite the transaction takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a transaction that read first and wrote later could
+    /// otherwise fail with "database is locked" when another writer
+    /// committed in between, instead of waiting its turn.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(Tx {
-            inner: self.pool.begin().await?,
-        })
+        let inner = match self.backend {
+            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        };
+        Ok(Tx { inner })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Rows per table, for diagnostics and tests that show a refused
+    /// request wrote nothing.
+    pub async fn table_sizes(&self) -> Result<std::collections::BTreeMap<&'static str, i64>, StoreError> {
+        use sqlx::Row;
+        let mut sizes = std::collections::BTreeMap::new();
+        for table in TABLES {
+            let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+                .fetch_one(&self.pool)
+                .await?;
+            let n = row
+                .try_get::<i64, _>("n")
+                .map_err(|e| StoreError::Query(e.to_string()))?;
+            sizes.insert(*table, n);
+        }
+        Ok(sizes)
     }
 }
 
@@ -209,6 +258,16 @@ impl Tx {
 
     /// Writes `event` and commits, both or neither.
     pub async fn commit(mut self, event: AuditEvent) -> Result<(), StoreError> {
+        self.audit(event).await?;
+        self.inner.commit().await?;
+        Ok(())
+    }
+
+    /// Writes one more audit event for a change made in this transaction
+    /// (one that makes several distinct changes, such as a sign-up that both
+    /// syncs a profile and secures content). It lands only if the
+    /// transaction commits.
+    pub async fn audit(&mut self, event: AuditEvent) -> Result<(), StoreError> {
         let json = |v: &Option<serde_json::Value>| v.as_ref().map(ToString::to_string);
         sqlx::query(
             "INSERT INTO audit_events (at, actor, action, target_type, target_id, before, after, request_id) \
@@ -224,7 +283,6 @@ impl Tx {
         .bind(event.request_id.as_deref())
         .execute(&mut *self.inner)
         .await?;
-        self.inner.commit().await?;
         Ok(())
     }
 }

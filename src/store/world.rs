@@ -118,6 +118,16 @@ struct Reference<'a> {
 
 fn references(world: &World) -> Vec<Reference<'_>> {
     let mut refs = Vec::new();
+    for (i, u) in world.users.iter().enumerate() {
+        if let Some(target) = &u.merged_into {
+            refs.push(Reference {
+                path: format!("users[{i}].merged_into"),
+                table: "users",
+                what: "user",
+                id: target.as_str(),
+            });
+        }
+    }
     for (i, w) in world.workspaces.iter().enumerate() {
         refs.push(Reference {
             path: format!("workspaces[{i}].owner"),
@@ -296,6 +306,16 @@ async fn write_all(conn: &mut AnyConnection, world: &World) -> Result<(), StoreE
         },
     )
     .await?;
+    // After every user exists, so the reference never points ahead.
+    for u in &world.users {
+        if let Some(target) = &u.merged_into {
+            sqlx::query("UPDATE users SET merged_into = $1 WHERE id = $2")
+                .bind(target.as_str())
+                .bind(u.id.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
     upsert(
         conn,
         "INSERT INTO workspaces (id, owner_id, visibility, created_at, updated_at)",
@@ -434,7 +454,7 @@ impl Store {
     pub async fn export(&self) -> Result<World, StoreError> {
         let mut conn = self.pool().acquire().await?;
         let mut world = World::default();
-        for row in sqlx::query("SELECT id, kind, email, name FROM users ORDER BY id")
+        for row in sqlx::query("SELECT id, kind, email, name, merged_into FROM users ORDER BY id")
             .fetch_all(&mut *conn)
             .await?
         {
@@ -443,6 +463,9 @@ impl Store {
                 kind: parse(&text(&row, "kind")?, "user kind")?,
                 email: super::opt_text(&row, "email")?,
                 name: super::opt_text(&row, "name")?,
+                merged_into: super::opt_text(&row, "merged_into")?
+                    .map(id)
+                    .transpose()?,
             });
         }
         for row in sqlx::query("SELECT id, owner_id, visibility FROM workspaces ORDER BY id")

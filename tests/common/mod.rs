@@ -124,16 +124,15 @@ pub fn repo() -> &'static Path {
 }
 
 pub fn settings(data_dir: &Path, database_url: String) -> Settings {
-    Settings {
-        data_dir: data_dir.to_path_buf(),
+    let mut settings = Settings::new(
+        data_dir.to_path_buf(),
         database_url,
-        policies: repo().join("policies"),
-        schema: repo().join("schema"),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        public_url: None,
-        demo: false,
-        request_timeout: Duration::from_secs(10),
-    }
+        repo().join("policies"),
+        repo().join("schema"),
+    );
+    // Tests mint many anonymous users from one address.
+    settings.anonymous_rate_limit = 100_000;
+    settings
 }
 
 /// Starts a server over a fresh database of kind `db`.
