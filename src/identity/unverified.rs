@@ -35,20 +35,6 @@ pub fn inspect(token: &str) -> Result<UnverifiedHeader, TokenError> {
             segments.len()
         )));
     };
-    for (name, segment) in [
-        ("header", header),
-        ("payload", payload),
-        ("signature", signature),
-    ] {
-        if segment.is_empty() {
-            return Err(TokenError::Malformed(format!("the {name} segment is empty")));
-        }
-        if URL_SAFE_NO_PAD.decode(segment).is_err() {
-            return Err(TokenError::Malformed(format!(
-                "the {name} segment is not unpadded base64url"
-            )));
-        }
-    }
     let bytes = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| TokenError::Malformed("the header segment is not base64url".into()))?;
@@ -70,5 +56,15 @@ pub fn inspect(token: &str) -> Result<UnverifiedHeader, TokenError> {
         Some(serde_json::Value::String(kid)) if !kid.is_empty() && kid.len() <= 256 => kid.clone(),
         _ => return Err(TokenError::MissingKid),
     };
+    for (name, segment) in [("payload", payload), ("signature", signature)] {
+        if segment.is_empty() {
+            return Err(TokenError::Malformed(format!("the {name} segment is empty")));
+        }
+        if URL_SAFE_NO_PAD.decode(segment).is_err() {
+            return Err(TokenError::Malformed(format!(
+                "the {name} segment is not unpadded base64url"
+            )));
+        }
+    }
     Ok(UnverifiedHeader { alg, kid })
 }

@@ -9,6 +9,7 @@ mod authzen;
 mod cli;
 mod decisions;
 mod errors;
+mod identity;
 mod ops;
 mod outage;
 mod random_worlds;
