@@ -97,9 +97,7 @@ pub fn verify(
     let mut v = validation(Algorithm::ES256, issuer);
     v.set_audience(&[audience]);
     v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    let data = jsonwebtoken::decode::<AnonymousClaims>(token, key, &v)
-        .map_err(|e| TokenError::from_jwt(e, issuer, audience))?;
-    let claims = data.claims;
+    let claims: AnonymousClaims = super::decode(token, key, &v, issuer, audience)?;
     if claims.jti.is_empty() {
         return Err(TokenError::Claim("jti".into()));
     }

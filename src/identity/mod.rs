@@ -109,6 +109,25 @@ impl TokenError {
     }
 }
 
+/// Verifies `token` with `key` under `v` and reads its claims as `T`. The
+/// claims are first read as plain JSON so that a missing required claim is
+/// reported as such by the validation, then typed, naming a bad claim.
+fn decode<T: serde::de::DeserializeOwned>(
+    token: &str,
+    key: &jsonwebtoken::DecodingKey,
+    v: &jsonwebtoken::Validation,
+    issuer: &str,
+    audience: &str,
+) -> Result<T, TokenError> {
+    let claims = jsonwebtoken::decode::<serde_json::Value>(token, key, v)
+        .map_err(|e| TokenError::from_jwt(e, issuer, audience))?
+        .claims;
+    serde_path_to_error::deserialize(claims).map_err(|e| {
+        let path = e.path().to_string();
+        TokenError::Claim(if path == "." { "(claims)".into() } else { path })
+    })
+}
+
 /// Base validation shared by both token kinds: algorithm pinned, `exp`,
 /// `nbf`, `iss` and `sub` required and checked with [`LEEWAY_SECS`].
 fn validation(alg: jsonwebtoken::Algorithm, issuer: &str) -> jsonwebtoken::Validation {

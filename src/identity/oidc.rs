@@ -261,9 +261,7 @@ impl OidcVerifier {
             }
             None => v.validate_aud = false,
         }
-        let claims = jsonwebtoken::decode::<OidcClaims>(token, &key, &v)
-            .map_err(|e| TokenError::from_jwt(e, issuer, &audience))?
-            .claims;
+        let claims: OidcClaims = super::decode(token, &key, &v, issuer, &audience)?;
         if claims.sub.is_empty() {
             return Err(TokenError::Claim("sub".into()));
         }

@@ -312,6 +312,24 @@ impl TestApp {
         jsonwebtoken::encode(&header, claims, &key).expect("sign")
     }
 
+    /// `GET /.well-known/jwks.json`: content type and document.
+    pub async fn jwks(&self) -> (String, Value) {
+        let resp = self
+            .client
+            .get(format!("{}/.well-known/jwks.json", self.base))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 200);
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (content_type, resp.json().await.expect("json"))
+    }
+
     /// Rows per table.
     pub async fn table_sizes(&self) -> std::collections::BTreeMap<&'static str, i64> {
         self.state.store.table_sizes().await.expect("sizes")

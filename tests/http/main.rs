@@ -10,6 +10,7 @@ mod cli;
 mod decisions;
 mod errors;
 mod identity;
+mod jwt_attacks;
 mod ops;
 mod outage;
 mod random_worlds;
