@@ -218,24 +218,40 @@ impl OidcVerifier {
         Ok(())
     }
 
-    /// The key for `kid`, fetching the JWKS when due.
+    /// The key for `kid`, fetching the JWKS when due. Requests that miss
+    /// wait for the one fetch in flight rather than failing or fetching again.
     async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), TokenError> {
+        if !self.due(kid) || self.fresh_and_known(kid) {
+            if let Some(key) = self.cached(kid) {
+                return Ok(key);
+            }
+        }
+        let _one_at_a_time = self.fetching.lock().await;
+        if self.fresh_and_known(kid) {
+            if let Some(key) = self.cached(kid) {
+                return Ok(key);
+            }
+        }
         if self.due(kid) {
-            let _one_at_a_time = self.fetching.lock().await;
-            if self.due(kid) {
-                if let Ok(mut cache) = self.cache.write() {
-                    cache.attempted_at = Some(Instant::now());
-                }
-                metrics::counter!("warden_oidc_jwks_fetches_total").increment(1);
-                if let Err(e) = self.fetch().await {
-                    tracing::warn!(error = %e, "cannot fetch the identity provider's JWKS");
-                    // Keys fetched earlier keep working through an outage.
-                    return self.cached(kid).ok_or(TokenError::ProviderUnavailable(e));
-                }
+            if let Ok(mut cache) = self.cache.write() {
+                cache.attempted_at = Some(Instant::now());
+            }
+            metrics::counter!("warden_oidc_jwks_fetches_total").increment(1);
+            if let Err(e) = self.fetch().await {
+                tracing::warn!(error = %e, "cannot fetch the identity provider's JWKS");
+                // Keys fetched earlier keep working through an outage.
+                return self.cached(kid).ok_or(TokenError::ProviderUnavailable(e));
             }
         }
         self.cached(kid)
             .ok_or_else(|| TokenError::UnknownKid(kid.to_string()))
+    }
+
+    /// Whether `kid` is cached and the keys are younger than [`JWKS_TTL`].
+    fn fresh_and_known(&self, kid: &str) -> bool {
+        self.cache.read().is_ok_and(|cache| {
+            cache.keys.contains_key(kid) && cache.fetched_at.is_some_and(|t| t.elapsed() < JWKS_TTL)
+        })
     }
 
     /// Verifies `token`, whose header was inspected as `header`.

@@ -16,3 +16,4 @@ mod outage;
 mod random_worlds;
 mod reload;
 mod startup;
+mod upgrade;
