@@ -132,6 +132,7 @@ fn big_world(assets: usize, rng: &mut StdRng) -> World {
             kind,
             email: None,
             name: None,
+            merged_into: None,
         });
     }
     for ws in 0..workspaces {

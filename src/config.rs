@@ -129,7 +129,10 @@ impl std::fmt::Debug for IdentityArgs {
             .field("anonymous_token_ttl", &self.anonymous_token_ttl)
             .field("oidc", &self.oidc())
             .field("idp_admin_url", &self.idp_admin_url)
-            .field("idp_admin_secret", &self.idp_admin_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "idp_admin_secret",
+                &self.idp_admin_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("anonymous_rate_limit", &self.anonymous_rate_limit)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .finish()
@@ -140,9 +143,10 @@ impl IdentityArgs {
     /// The provider's settings, when an issuer is configured.
     pub fn oidc(&self) -> Option<OidcSettings> {
         let issuer = self.oidc_issuer.clone().filter(|i| !i.trim().is_empty())?;
-        let jwks_url = self.oidc_jwks_url.clone().unwrap_or_else(|| {
-            format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'))
-        });
+        let jwks_url = self
+            .oidc_jwks_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')));
         Some(OidcSettings {
             issuer,
             audience: self.oidc_audience.clone().filter(|a| !a.is_empty()),
@@ -193,7 +197,12 @@ pub struct Settings {
 impl Settings {
     /// Defaults for everything but the folders and database (tests and
     /// benchmarks start from here).
-    pub fn new(data_dir: PathBuf, database_url: String, policies: PathBuf, schema: PathBuf) -> Self {
+    pub fn new(
+        data_dir: PathBuf,
+        database_url: String,
+        policies: PathBuf,
+        schema: PathBuf,
+    ) -> Self {
         Settings {
             data_dir,
             database_url,
@@ -227,7 +236,10 @@ impl From<&ServeArgs> for Settings {
             anonymous_audience: args.identity.anonymous_audience.clone(),
             anonymous_token_ttl: Duration::from_secs(args.identity.anonymous_token_ttl.max(60)),
             oidc: args.identity.oidc(),
-            idp_admin: match (&args.identity.idp_admin_url, &args.identity.idp_admin_secret) {
+            idp_admin: match (
+                &args.identity.idp_admin_url,
+                &args.identity.idp_admin_secret,
+            ) {
                 (Some(base_url), Some(secret)) if !base_url.is_empty() && !secret.is_empty() => {
                     Some(IdpAdminSettings {
                         base_url: base_url.clone(),

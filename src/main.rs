@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the HTTP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -279,7 +279,9 @@ async fn rotate_keys(store: StoreArgs, ttl: u64) -> ExitCode {
     };
     match result {
         Ok(kid) => {
-            println!("new signing key {kid}; the previous keys stay published until their tokens expire");
+            println!(
+                "new signing key {kid}; the previous keys stay published until their tokens expire"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -329,7 +331,7 @@ async fn import(store: StoreArgs, file: PathBuf) -> ExitCode {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate { store } => {
             telemetry::init_logging(LogFormat::Text);
             if let Err(e) = std::fs::create_dir_all(&store.data_dir) {

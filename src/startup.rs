@@ -229,7 +229,9 @@ impl Application {
             None => tracing::info!("no identity provider configured (--oidc-issuer); only anonymous tokens are accepted"),
         }
         if settings.oidc.as_ref().is_some_and(|o| o.audience.is_none()) {
-            tracing::warn!("--oidc-audience is not set: the provider's tokens are accepted for any audience");
+            tracing::warn!(
+                "--oidc-audience is not set: the provider's tokens are accepted for any audience"
+            );
         }
         let state = Arc::new(AppState::new(
             store,

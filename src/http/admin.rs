@@ -194,5 +194,7 @@ async fn rotate_keys(
         .keys
         .rotate(Actor::api_key(&caller.key.id), caller.request_id.clone())
         .await?;
-    Ok(Json(json!({ "kid": kid, "jwks": state.identity.keys.jwks().await })))
+    Ok(Json(
+        json!({ "kid": kid, "jwks": state.identity.keys.jwks().await }),
+    ))
 }

@@ -7,9 +7,7 @@
 //! with its audit event.
 
 use super::error::ApiError;
-use super::extract::route::{
-    MintAnonymousToken, RefreshAnonymousToken, ResolveUser, RouteAction,
-};
+use super::extract::route::{MintAnonymousToken, RefreshAnonymousToken, ResolveUser, RouteAction};
 use super::AppState;
 use crate::identity::anonymous::{self, AnonymousClaims, MintedToken};
 use crate::identity::TokenError;
@@ -57,8 +55,7 @@ impl FromRequestParts<Arc<AppState>> for ClientAddr {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .last();
+                .rfind(|v| !v.is_empty());
             if let Some(addr) = forwarded {
                 return Ok(ClientAddr(addr.chars().take(64).collect()));
             }
@@ -83,10 +80,12 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &Bytes) -> Res
             "." | "?" => "body".to_string(),
             path => path.to_string(),
         };
-        ApiError::bad_request(format!("{field}: {}", e.inner())).with("field", serde_json::json!(field))
+        ApiError::bad_request(format!("{field}: {}", e.inner()))
+            .with("field", serde_json::json!(field))
     })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request(format!("body: trailing data after the JSON value: {e}")))?;
+    de.end().map_err(|e| {
+        ApiError::bad_request(format!("body: trailing data after the JSON value: {e}"))
+    })?;
     Ok(value)
 }
 
@@ -118,8 +117,11 @@ fn rfc3339(unix_seconds: u64) -> String {
     let at = i64::try_from(unix_seconds)
         .ok()
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok());
-    at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
+    at.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_default()
 }
 
 /// Asks the policies whether this client may call the public identity
@@ -144,7 +146,8 @@ async fn rate_limit(state: &AppState, route: &str, client: &ClientAddr) -> Resul
     {
         RateDecision::Allowed => Ok(()),
         RateDecision::Limited { retry_after } => {
-            metrics::counter!("warden_rate_limited_total", "route" => route.to_string()).increment(1);
+            metrics::counter!("warden_rate_limited_total", "route" => route.to_string())
+                .increment(1);
             tracing::info!(client = %client.0, route, "rate limited");
             Err(ApiError::rate_limited(retry_after))
         }
@@ -154,11 +157,21 @@ async fn rate_limit(state: &AppState, route: &str, client: &ClientAddr) -> Resul
 async fn mint(state: &AppState, user: &str) -> Result<MintedToken, ApiError> {
     let (kid, key) = state.identity.keys.signer().await?;
     let settings = &state.identity.settings;
-    anonymous::mint(user, (&kid, &key), &settings.issuer, &settings.audience, settings.token_ttl)
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot sign an anonymous token");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has the cause")
-        })
+    anonymous::mint(
+        user,
+        (&kid, &key),
+        &settings.issuer,
+        &settings.audience,
+        settings.token_ttl,
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot sign an anonymous token");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the server log has the cause",
+        )
+    })
 }
 
 fn record(token: &MintedToken) -> TokenRecord {
@@ -218,7 +231,9 @@ async fn anonymous(
                 .await?
             {
                 tracing::warn!(user = %claims.sub, jti = %claims.jti, "refresh refused: not the live token (replayed, or the user signed in)");
-                return Err(ApiError::from(TokenError::Revoked).with("field", serde_json::json!("token")));
+                return Err(
+                    ApiError::from(TokenError::Revoked).with("field", serde_json::json!("token"))
+                );
             }
             (StatusCode::OK, claims.sub, token)
         }
@@ -259,12 +274,17 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     value
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::unauthenticated("the Authorization header must be `Bearer <identity provider JWT>`")
-                .with_header(header::WWW_AUTHENTICATE, "Bearer")
+            ApiError::unauthenticated(
+                "the Authorization header must be `Bearer <identity provider JWT>`",
+            )
+            .with_header(header::WWW_AUTHENTICATE, "Bearer")
         })
 }
 
@@ -287,7 +307,9 @@ async fn resolve_user(
                 .identity
                 .verify_anonymous(anonymous_token)
                 .await
-                .map_err(|e| ApiError::from(e).with("field", serde_json::json!("anonymous_token")))?;
+                .map_err(|e| {
+                    ApiError::from(e).with("field", serde_json::json!("anonymous_token"))
+                })?;
             Some(AnonymousProof {
                 user: anon.sub,
                 jti: anon.jti,

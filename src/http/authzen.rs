@@ -13,13 +13,13 @@ use super::extract::{Allowed, JsonBody};
 use super::AppState;
 use crate::decision::{Authn, DecisionInput, EntityRef, InputError, RawDecision};
 use crate::identity::TokenPrincipal;
-use std::collections::HashMap;
 use crate::policy::Verdict;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The routes of this module.
@@ -117,7 +117,9 @@ fn token_subject(
     if !subject.id.is_empty() && subject.id != verified.user_id {
         return Err(InputError {
             field: format!("{path}subject.id"),
-            message: "the subject's id is not the user of its token; leave id empty or give that user".into(),
+            message:
+                "the subject's id is not the user of its token; leave id empty or give that user"
+                    .into(),
         });
     }
     subject.ty = "User".into();
@@ -171,7 +173,14 @@ async fn evaluation(
         .into_iter()
         .collect();
     let verified = verify_tokens(&state, &tokens).await?;
-    let raw = raw(body.subject, body.action, body.resource, body.context, &verified, "")?;
+    let raw = raw(
+        body.subject,
+        body.action,
+        body.resource,
+        body.context,
+        &verified,
+        "",
+    )?;
     single(&state, raw).await
 }
 

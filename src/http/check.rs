@@ -8,13 +8,13 @@ use super::AppState;
 use crate::decision::{
     decide_all, Authn, DecideError, DecisionInput, EntityRef, InputError, RawDecision,
 };
+use crate::identity::TokenPrincipal;
 use crate::policy::{EvalError, PolicyEngine, Verdict};
 use crate::store::StoreError;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use crate::identity::TokenPrincipal;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -78,38 +78,37 @@ impl CheckBody {
         path: &str,
         tokens: &HashMap<String, TokenPrincipal>,
     ) -> Result<RawDecision, InputError> {
-        let (principal, authn) = match (self.principal, self.token) {
-            (Some(p), None) => (p, Authn::App),
-            (None, Some(token)) => {
-                let Some(verified) = tokens.get(&token) else {
+        let (principal, authn) =
+            match (self.principal, self.token) {
+                (Some(p), None) => (p, Authn::App),
+                (None, Some(token)) => {
+                    let Some(verified) = tokens.get(&token) else {
+                        return Err(InputError {
+                            field: format!("{path}token"),
+                            message: "the token was not verified".into(),
+                        });
+                    };
+                    (
+                        EntityRefBody {
+                            ty: "User".into(),
+                            id: verified.user_id.clone(),
+                        },
+                        verified.authn,
+                    )
+                }
+                (Some(_), Some(_)) => {
                     return Err(InputError {
-                        field: format!("{path}token"),
-                        message: "the token was not verified".into(),
-                    });
-                };
-                (
-                    EntityRefBody {
-                        ty: "User".into(),
-                        id: verified.user_id.clone(),
-                    },
-                    verified.authn,
-                )
-            }
-            (Some(_), Some(_)) => {
-                return Err(InputError {
-                    field: format!("{path}principal"),
-                    message: "give either `principal` or `token`, not both".into(),
-                })
-            }
-            (None, None) => {
-                return Err(InputError {
+                        field: format!("{path}principal"),
+                        message: "give either `principal` or `token`, not both".into(),
+                    })
+                }
+                (None, None) => return Err(InputError {
                     field: format!("{path}principal"),
                     message:
                         "missing: name the principal, e.g. {\"type\": \"User\", \"id\": \"alice\"}"
                             .into(),
-                })
-            }
-        };
+                }),
+            };
         Ok(RawDecision {
             principal: principal.into(),
             action: self.action,
@@ -206,10 +205,17 @@ pub async fn verify_tokens(
         return Ok(HashMap::new());
     }
     let texts: Vec<&str> = tokens.iter().map(|(_, t)| *t).collect();
-    state.identity.principals(&texts).await.map_err(|(index, e)| {
-        let field = tokens.get(index).map(|(f, _)| f.clone()).unwrap_or_default();
-        ApiError::from(e).with("field", json!(field))
-    })
+    state
+        .identity
+        .principals(&texts)
+        .await
+        .map_err(|(index, e)| {
+            let field = tokens
+                .get(index)
+                .map(|(f, _)| f.clone())
+                .unwrap_or_default();
+            ApiError::from(e).with("field", json!(field))
+        })
 }
 
 async fn check(
@@ -218,9 +224,11 @@ async fn check(
     JsonBody(body): JsonBody<CheckBody>,
 ) -> Result<Json<CheckResponse>, ApiError> {
     let engine = state.engine();
+    // With both a principal and a token, the 400 below says so first.
     let tokens: Vec<(String, &str)> = body
         .token
         .as_deref()
+        .filter(|_| body.principal.is_none())
         .map(|t| ("token".to_string(), t))
         .into_iter()
         .collect();
@@ -264,7 +272,12 @@ async fn batch(
         .requests
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.token.as_deref().map(|t| (format!("requests[{i}].token"), t)))
+        .filter(|(_, r)| r.principal.is_none())
+        .filter_map(|(i, r)| {
+            r.token
+                .as_deref()
+                .map(|t| (format!("requests[{i}].token"), t))
+        })
         .collect();
     let verified = verify_tokens(&state, &tokens).await?;
     let mut inputs = Vec::with_capacity(body.requests.len());

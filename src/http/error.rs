@@ -19,6 +19,12 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Extra body fields and headers, boxed to keep `Result<_, ApiError>` small.
+    details: Box<Details>,
+}
+
+#[derive(Debug, Default)]
+struct Details {
     /// Extra top-level fields (a deny decision on the decision routes).
     extra: Map<String, Value>,
     /// Extra response headers (`WWW-Authenticate`, `Retry-After`).
@@ -32,8 +38,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            extra: Map::new(),
-            headers: Vec::new(),
+            details: Box::default(),
         }
     }
 
@@ -60,7 +65,7 @@ impl ApiError {
     /// Adds a response header.
     pub fn with_header(mut self, name: axum::http::HeaderName, value: &str) -> Self {
         if let Ok(value) = axum::http::HeaderValue::from_str(value) {
-            self.headers.push((name, value));
+            self.details.headers.push((name, value));
         }
         self
     }
@@ -83,20 +88,21 @@ impl ApiError {
 
     /// Adds a top-level field to the body (e.g. `"decision": "deny"`).
     pub fn with(mut self, key: &str, value: Value) -> Self {
-        self.extra.insert(key.to_string(), value);
+        self.details.extra.insert(key.to_string(), value);
         self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = self.extra;
+        let Details { extra, headers } = *self.details;
+        let mut body = extra;
         body.insert(
             "error".into(),
             json!({"code": self.code, "message": self.message}),
         );
         let mut response = (self.status, Json(Value::Object(body))).into_response();
-        for (name, value) in self.headers {
+        for (name, value) in headers {
             response.headers_mut().append(name, value);
         }
         response
@@ -109,7 +115,11 @@ impl From<TokenError> for ApiError {
             TokenError::Store(e) => e.into(),
             TokenError::ProviderUnavailable(_) => {
                 tracing::warn!(error = %e, "token refused: identity provider unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable", e.to_string())
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "identity_provider_unavailable",
+                    e.to_string(),
+                )
             }
             e => {
                 tracing::info!(reason = %e, "token refused");
@@ -128,12 +138,10 @@ impl From<LinkError> for ApiError {
             LinkError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "identity_conflict", message)
             }
-            LinkError::DeadAnonymousToken => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                e.to_string(),
-            )
-            .with("field", json!("anonymous_token")),
+            LinkError::DeadAnonymousToken => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string())
+                    .with("field", json!("anonymous_token"))
+            }
             LinkError::Store(e) => e.into(),
         }
     }

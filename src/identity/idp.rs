@@ -76,7 +76,8 @@ impl IdpAdmin {
             for attempt in 1..=ATTEMPTS {
                 match this.patch_once(&subject, &user_id).await {
                     Ok(()) => {
-                        metrics::counter!("warden_idp_updates_total", "result" => "ok").increment(1);
+                        metrics::counter!("warden_idp_updates_total", "result" => "ok")
+                            .increment(1);
                         tracing::info!(user = %user_id, "external_id set at the identity provider");
                         return;
                     }

@@ -58,8 +58,7 @@ pub fn generate() -> Result<StoredKey, StoreError> {
     let pem = secret
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| key_error("encode", e))?;
-    let encoding =
-        EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| key_error("load", e))?;
+    let encoding = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| key_error("load", e))?;
     let mut jwk =
         Jwk::from_encoding_key(&encoding, Algorithm::ES256).map_err(|e| key_error("jwk", e))?;
     let kid = jwk
@@ -110,7 +109,12 @@ pub struct KeyRing {
 impl KeyRing {
     /// Reads the published keys, creating the first one when there is none.
     pub async fn load(store: Store, token_ttl: Duration) -> Result<Self, StoreError> {
-        if store.published_keys().await?.iter().all(|k| k.retired_at.is_some()) {
+        if store
+            .published_keys()
+            .await?
+            .iter()
+            .all(|k| k.retired_at.is_some())
+        {
             let key = generate()?;
             store.add_first_signing_key(&key).await?;
         }
@@ -149,7 +153,8 @@ impl KeyRing {
     /// Re-reads when the set is older than [`REFRESH_INTERVAL`], or when
     /// `kid` is unknown and the last read is older than [`MIN_REREAD`].
     async fn fresh(&self, kid: Option<&str>) {
-        let known = |keys: &Vec<Arc<SigningKey>>| kid.is_none_or(|k| keys.iter().any(|x| x.kid == k));
+        let known =
+            |keys: &Vec<Arc<SigningKey>>| kid.is_none_or(|k| keys.iter().any(|x| x.kid == k));
         let age = self.since_last_read();
         if age < REFRESH_INTERVAL && (known(&self.keys.load()) || age < MIN_REREAD) {
             return;
@@ -188,20 +193,30 @@ impl KeyRing {
             .iter()
             .find(|k| k.retired_at.is_none())
             .map(|k| (k.kid.clone(), k.encoding.clone()))
-            .ok_or_else(|| StoreError::Query("no live signing key; run `warden keys rotate`".into()))
+            .ok_or_else(|| {
+                StoreError::Query("no live signing key; run `warden keys rotate`".into())
+            })
     }
 
     /// The JWKS document: every published key.
     pub async fn jwks(&self) -> serde_json::Value {
         self.fresh(None).await;
-        let keys: Vec<serde_json::Value> =
-            self.keys.load().iter().map(|k| k.public_jwk.clone()).collect();
+        let keys: Vec<serde_json::Value> = self
+            .keys
+            .load()
+            .iter()
+            .map(|k| k.public_jwk.clone())
+            .collect();
         serde_json::json!({ "keys": keys })
     }
 
     /// Rotates: a new key signs from now on; the others retire and stay
     /// published until their last token has expired. Returns the new kid.
-    pub async fn rotate(&self, actor: Actor, request_id: Option<String>) -> Result<String, StoreError> {
+    pub async fn rotate(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+    ) -> Result<String, StoreError> {
         let key = generate()?;
         let published_until = now_millis()
             + i64::try_from(self.publish_after_retire.as_millis()).unwrap_or(i64::MAX / 2);

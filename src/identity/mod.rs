@@ -30,7 +30,10 @@ pub const LEEWAY_SECS: u64 = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     /// Over [`unverified::MAX_TOKEN_BYTES`].
-    #[error("the token is over {} bytes; real tokens are far smaller", unverified::MAX_TOKEN_BYTES)]
+    #[error(
+        "the token is over {} bytes; real tokens are far smaller",
+        unverified::MAX_TOKEN_BYTES
+    )]
     TooLarge,
     /// Not a compact JWS.
     #[error("the token is not a well-formed JWT: {0}")]
@@ -103,7 +106,9 @@ impl TokenError {
             ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
                 TokenError::Malformed("a segment does not decode".into())
             }
-            ErrorKind::Json(_) => TokenError::Malformed("the claims are not a valid JSON object".into()),
+            ErrorKind::Json(_) => {
+                TokenError::Malformed("the claims are not a valid JSON object".into())
+            }
             _ => TokenError::Signature,
         }
     }

@@ -126,8 +126,12 @@ fn accept_key(jwk: &serde_json::Value) -> Result<(String, DecodingKey, Algorithm
 fn on_curve(x: &str, y: &str) -> Result<(), String> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    let x = URL_SAFE_NO_PAD.decode(x).map_err(|_| "x is not base64url")?;
-    let y = URL_SAFE_NO_PAD.decode(y).map_err(|_| "y is not base64url")?;
+    let x = URL_SAFE_NO_PAD
+        .decode(x)
+        .map_err(|_| "x is not base64url")?;
+    let y = URL_SAFE_NO_PAD
+        .decode(y)
+        .map_err(|_| "y is not base64url")?;
     if x.len() != 32 || y.len() != 32 {
         return Err("P-256 coordinates are 32 bytes".into());
     }
@@ -174,7 +178,9 @@ impl OidcVerifier {
         };
         let stale = cache.fetched_at.is_none_or(|t| t.elapsed() >= JWKS_TTL);
         let unknown = !cache.keys.contains_key(kid);
-        let may_retry = cache.attempted_at.is_none_or(|t| t.elapsed() >= MIN_REFETCH);
+        let may_retry = cache
+            .attempted_at
+            .is_none_or(|t| t.elapsed() >= MIN_REFETCH);
         (stale || unknown) && may_retry
     }
 
@@ -187,9 +193,16 @@ impl OidcVerifier {
             .await
             .map_err(|e| format!("GET {}: {e}", self.settings.jwks_url))?;
         if !response.status().is_success() {
-            return Err(format!("GET {}: status {}", self.settings.jwks_url, response.status()));
+            return Err(format!(
+                "GET {}: status {}",
+                self.settings.jwks_url,
+                response.status()
+            ));
         }
-        if response.content_length().is_some_and(|n| n as usize > MAX_JWKS_BYTES) {
+        if response
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_JWKS_BYTES)
+        {
             return Err("the JWKS document is too large".into());
         }
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;

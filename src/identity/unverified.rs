@@ -41,7 +41,9 @@ pub fn inspect(token: &str) -> Result<UnverifiedHeader, TokenError> {
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|_| TokenError::Malformed("the header is not JSON".into()))?;
     let Some(object) = value.as_object() else {
-        return Err(TokenError::Malformed("the header is not a JSON object".into()));
+        return Err(TokenError::Malformed(
+            "the header is not a JSON object".into(),
+        ));
     };
     let alg = match object.get("alg").and_then(|a| a.as_str()) {
         Some("ES256") => jsonwebtoken::Algorithm::ES256,
@@ -58,7 +60,9 @@ pub fn inspect(token: &str) -> Result<UnverifiedHeader, TokenError> {
     };
     for (name, segment) in [("payload", payload), ("signature", signature)] {
         if segment.is_empty() {
-            return Err(TokenError::Malformed(format!("the {name} segment is empty")));
+            return Err(TokenError::Malformed(format!(
+                "the {name} segment is empty"
+            )));
         }
         if URL_SAFE_NO_PAD.decode(segment).is_err() {
             return Err(TokenError::Malformed(format!(

@@ -361,7 +361,10 @@ impl Store {
             // Lost a race with a concurrent sign-in of the same person: the
             // transaction rolled back; the next attempt reads the winner's link.
         }
-        Err(StoreError::Unavailable("too many concurrent sign-ins of one identity; retry".into()).into())
+        Err(
+            StoreError::Unavailable("too many concurrent sign-ins of one identity; retry".into())
+                .into(),
+        )
     }
 }
 
@@ -378,7 +381,12 @@ async fn insert_key(tx: &mut Tx, key: &StoredKey) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn store_token(tx: &mut Tx, user: &str, token: &TokenRecord, now: i64) -> Result<(), StoreError> {
+async fn store_token(
+    tx: &mut Tx,
+    user: &str,
+    token: &TokenRecord,
+    now: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO anonymous_tokens (user_id, jti, token_hash, issued_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -439,7 +447,11 @@ async fn link(tx: &mut Tx, provider: &str, subject: &str, user: &str) -> Result<
 /// Writes the provider's profile onto `user` (claims absent from the token
 /// keep the stored value) and makes it registered. Returns the profile
 /// before and after.
-async fn sync_profile(tx: &mut Tx, user: &str, profile: &Profile) -> Result<(Value, Value), StoreError> {
+async fn sync_profile(
+    tx: &mut Tx,
+    user: &str,
+    profile: &Profile,
+) -> Result<(Value, Value), StoreError> {
     let before = user_row(tx, user)
         .await?
         .map(|u| json!({"kind": u.kind, "profile": u.profile}))
@@ -542,7 +554,9 @@ async fn resolve_once(
         (Some(c), None) => {
             // A user the provider names who is still anonymous (linked
             // through external_id without its token) signs up too.
-            let was_anonymous = user_row(&mut tx, &c).await?.is_some_and(|u| u.kind == "anonymous");
+            let was_anonymous = user_row(&mut tx, &c)
+                .await?
+                .is_some_and(|u| u.kind == "anonymous");
             let upgrade = if was_anonymous {
                 Some(upgrade_in_place(&mut tx, &c).await?)
             } else {
@@ -651,11 +665,12 @@ async fn upgrade_in_place(tx: &mut Tx, user: &str) -> Result<Value, StoreError> 
         .execute(tx.conn())
         .await?;
     let workspaces = owned_workspaces(tx, user).await?;
-    let mut summary = secure(tx, &workspaces).await?;
-    summary["path"] = json!("upgrade");
-    summary["anonymous_user"] = json!(user);
-    summary["tokens_revoked"] = json!(revoke_tokens(tx, user).await?);
-    Ok(summary)
+    let summary = secure(tx, &workspaces).await?;
+    let revoked = revoke_tokens(tx, user).await?;
+    Ok(tagged(
+        summary,
+        json!({"path": "upgrade", "anonymous_user": user, "tokens_revoked": revoked}),
+    ))
 }
 
 /// The anonymous user `from` signed in as an identity that already has user
@@ -688,12 +703,20 @@ async fn merge(tx: &mut Tx, from: &str, to: &str) -> Result<Value, StoreError> {
         .bind(from)
         .execute(tx.conn())
         .await?;
-    let mut summary = secure(tx, &workspaces).await?;
-    summary["path"] = json!("merge");
-    summary["anonymous_user"] = json!(from);
-    summary["merged_into"] = json!(to);
-    summary["tokens_revoked"] = json!(revoke_tokens(tx, from).await?);
-    Ok(summary)
+    let summary = secure(tx, &workspaces).await?;
+    let revoked = revoke_tokens(tx, from).await?;
+    Ok(tagged(
+        summary,
+        json!({"path": "merge", "anonymous_user": from, "merged_into": to, "tokens_revoked": revoked}),
+    ))
+}
+
+/// `summary` with the fields of `tags` added.
+fn tagged(mut summary: Value, tags: Value) -> Value {
+    if let (Some(out), Value::Object(tags)) = (summary.as_object_mut(), tags) {
+        out.extend(tags);
+    }
+    summary
 }
 
 async fn revoke_tokens(tx: &mut Tx, user: &str) -> Result<u64, StoreError> {
@@ -814,8 +837,10 @@ async fn secure(tx: &mut Tx, workspaces: &[String]) -> Result<Value, StoreError>
     .await?;
     let (made_private_assets, _) = per_chunk(
         tx,
-        &format!("UPDATE assets SET {private}, public_access = 'none' WHERE id IN (VALUES {{ids}}) \
-                  AND (visibility <> 'private' OR public_access <> 'none')"),
+        &format!(
+            "UPDATE assets SET {private}, public_access = 'none' WHERE id IN (VALUES {{ids}}) \
+                  AND (visibility <> 'private' OR public_access <> 'none')"
+        ),
         &asset_ids,
         &[],
     )

@@ -266,7 +266,9 @@ impl Store {
 
     /// Rows per table, for diagnostics and tests that show a refused
     /// request wrote nothing.
-    pub async fn table_sizes(&self) -> Result<std::collections::BTreeMap<&'static str, i64>, StoreError> {
+    pub async fn table_sizes(
+        &self,
+    ) -> Result<std::collections::BTreeMap<&'static str, i64>, StoreError> {
         use sqlx::Row;
         let mut sizes = std::collections::BTreeMap::new();
         for table in TABLES {

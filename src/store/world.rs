@@ -463,9 +463,7 @@ impl Store {
                 kind: parse(&text(&row, "kind")?, "user kind")?,
                 email: super::opt_text(&row, "email")?,
                 name: super::opt_text(&row, "name")?,
-                merged_into: super::opt_text(&row, "merged_into")?
-                    .map(id)
-                    .transpose()?,
+                merged_into: super::opt_text(&row, "merged_into")?.map(id).transpose()?,
             });
         }
         for row in sqlx::query("SELECT id, owner_id, visibility FROM workspaces ORDER BY id")

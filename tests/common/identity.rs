@@ -37,7 +37,11 @@ fn rsa_key() -> &'static (String, String, String) {
         use rsa::traits::PublicKeyParts;
         let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("rsa key");
         let pem = key.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string();
-        (pem, b64(&key.n().to_bytes_be()), b64(&key.e().to_bytes_be()))
+        (
+            pem,
+            b64(&key.n().to_bytes_be()),
+            b64(&key.e().to_bytes_be()),
+        )
     })
 }
 
@@ -60,7 +64,9 @@ pub struct FakeIdp {
 async fn jwks(State(state): State<Arc<IdpState>>) -> Json<Value> {
     state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
     let (_, n, e) = rsa_key();
-    let mut keys = vec![json!({"kty": "RSA", "kid": "ins_test_key", "alg": "RS256", "use": "sig", "n": n, "e": e})];
+    let mut keys = vec![
+        json!({"kty": "RSA", "kid": "ins_test_key", "alg": "RS256", "use": "sig", "n": n, "e": e}),
+    ];
     keys.extend(state.extra_keys.lock().expect("lock").iter().cloned());
     Json(json!({ "keys": keys }))
 }
@@ -76,7 +82,11 @@ async fn patch_user(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    state.patches.lock().expect("lock").push((id.clone(), body, auth));
+    state
+        .patches
+        .lock()
+        .expect("lock")
+        .push((id.clone(), body, auth));
     Json(json!({"id": id}))
 }
 
@@ -90,7 +100,9 @@ impl FakeIdp {
             .route("/.well-known/jwks.json", get(jwks))
             .route("/v1/users/{id}", patch(patch_user))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -198,7 +210,9 @@ impl HitCounter {
                 Json(json!({"keys": []}))
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -268,7 +282,8 @@ impl TestApp {
 
     /// `POST /api/auth/resolve-user` with the provider's `bearer` token.
     pub async fn resolve(&self, bearer: &str, body: &Value) -> (u16, Value) {
-        self.post_with(Some(bearer), "/api/auth/resolve-user", body).await
+        self.post_with(Some(bearer), "/api/auth/resolve-user", body)
+            .await
     }
 
     /// `/v1/check` with an end-user token: status and body.
@@ -290,7 +305,10 @@ impl TestApp {
     /// Warden's live signing key: kid and the key to sign with.
     pub async fn warden_key(&self) -> (String, EncodingKey) {
         let keys = self.state.store.published_keys().await.expect("keys");
-        let key = keys.iter().find(|k| k.retired_at.is_none()).expect("a live key");
+        let key = keys
+            .iter()
+            .find(|k| k.retired_at.is_none())
+            .expect("a live key");
         (
             key.kid.clone(),
             EncodingKey::from_ec_pem(key.private_key.as_bytes()).expect("pem"),

@@ -535,8 +535,8 @@ async fn requests_that_cannot_be_asked_are_400_naming_the_field() {
         );
         assert_denied(name, "/v1/check", &body);
     }
-    // Token-based decisions are not available yet: a 400 naming the token,
-    // never a decision about whoever the token claims to be.
+    // An unverifiable token is a 401 naming the token, never a decision
+    // about whoever the token claims to be.
     let (status, body) = app
         .post(
             "/v1/check",
@@ -544,7 +544,8 @@ async fn requests_that_cannot_be_asked_are_400_naming_the_field() {
                                    "resource": {"type": "Asset", "id": "a"}}),
         )
         .await;
-    assert_field("token", status, &body, "token");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["field"], "token");
     assert_denied("token", "/v1/check", &body);
 }
 

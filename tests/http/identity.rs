@@ -10,26 +10,67 @@ async fn anonymous_user_owns_a_private_workspace_and_project(db: Db) {
     let app = spawn_app(db).await;
     let anon = app.anonymous().await;
     let world = app.state.store.export().await.expect("export");
-    let user = world.users.iter().find(|u| u.id.as_str() == anon.user_id).expect("user");
+    let user = world
+        .users
+        .iter()
+        .find(|u| u.id.as_str() == anon.user_id)
+        .expect("user");
     assert_eq!(user.kind.as_str(), "anonymous");
-    let ws = world.workspaces.iter().find(|w| w.id.as_str() == anon.workspace).expect("ws");
+    let ws = world
+        .workspaces
+        .iter()
+        .find(|w| w.id.as_str() == anon.workspace)
+        .expect("ws");
     assert_eq!(ws.visibility.as_str(), "private");
-    let project = world.projects.iter().find(|p| p.id.as_str() == anon.project).expect("p");
+    let project = world
+        .projects
+        .iter()
+        .find(|p| p.id.as_str() == anon.project)
+        .expect("p");
     assert_eq!(project.visibility.as_str(), "private");
     // The token is the principal: full rights in its own workspace, nothing elsewhere.
-    for action in ["read", "write", "delete", "manage_members", "invite", "create_project"] {
-        assert_eq!(app.decide_token(&anon.token, action, "Workspace", &anon.workspace).await, "allow", "{action}");
+    for action in [
+        "read",
+        "write",
+        "delete",
+        "manage_members",
+        "invite",
+        "create_project",
+    ] {
+        assert_eq!(
+            app.decide_token(&anon.token, action, "Workspace", &anon.workspace)
+                .await,
+            "allow",
+            "{action}"
+        );
     }
-    assert_eq!(app.decide_token(&anon.token, "create_asset", "Project", &anon.project).await, "allow");
+    assert_eq!(
+        app.decide_token(&anon.token, "create_asset", "Project", &anon.project)
+            .await,
+        "allow"
+    );
     let other = app.anonymous().await;
-    assert_eq!(app.decide_token(&other.token, "read", "Workspace", &anon.workspace).await, "deny");
+    assert_eq!(
+        app.decide_token(&other.token, "read", "Workspace", &anon.workspace)
+            .await,
+        "deny"
+    );
     // Secrets are stored hashed, never in clear.
-    let events = app.state.store.audit_events_for("user", &anon.user_id, 10).await.expect("audit");
+    let events = app
+        .state
+        .store
+        .audit_events_for("user", &anon.user_id, 10)
+        .await
+        .expect("audit");
     assert_eq!(events[0]["action"], "anonymous.create");
-    let dump = serde_json::to_string(&app.state.store.export().await.expect("export")).expect("json");
+    let dump =
+        serde_json::to_string(&app.state.store.export().await.expect("export")).expect("json");
     assert!(!dump.contains(&anon.token));
 }
-both_backends!(anonymous_user_owns_a_private_workspace_and_project, anonymous_user_owns_a_private_workspace_and_project);
+both_backends!(
+    anonymous_user_owns_a_private_workspace_and_project,
+    anonymous_user_owns_a_private_workspace_and_project
+);
 
 async fn anonymous_token_claims_follow_the_contract(db: Db) {
     let app = spawn_app(db).await;
@@ -45,7 +86,12 @@ async fn anonymous_token_claims_follow_the_contract(db: Db) {
     let parts: Vec<&str> = token.split('.').collect();
     let decode = |s: &str| -> Value {
         use base64::Engine;
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).expect("b64")).expect("json")
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(s)
+                .expect("b64"),
+        )
+        .expect("json")
     };
     let header = decode(parts[0]);
     let claims = decode(parts[1]);
@@ -53,7 +99,11 @@ async fn anonymous_token_claims_follow_the_contract(db: Db) {
     assert_eq!(header["typ"], "JWT");
     let (_, keys) = app.jwks().await;
     assert_eq!(header["kid"], keys["keys"][0]["kid"]);
-    assert_eq!(claims["iss"], app.base.as_str(), "iss is the public URL, no trailing slash");
+    assert_eq!(
+        claims["iss"],
+        app.base.as_str(),
+        "iss is the public URL, no trailing slash"
+    );
     assert_eq!(claims["aud"], "convex");
     assert_eq!(claims["sub"], body["user_id"]);
     let exp = claims["exp"].as_i64().expect("exp");
@@ -68,7 +118,10 @@ async fn anonymous_token_claims_follow_the_contract(db: Db) {
     .expect("rfc3339");
     assert_eq!(expires.unix_timestamp(), exp);
 }
-both_backends!(anonymous_token_claims_follow_the_contract, anonymous_token_claims_follow_the_contract);
+both_backends!(
+    anonymous_token_claims_follow_the_contract,
+    anonymous_token_claims_follow_the_contract
+);
 
 async fn refresh_accepts_only_the_last_token(db: Db) {
     let app = spawn_app(db).await;
@@ -82,21 +135,44 @@ async fn refresh_accepts_only_the_last_token(db: Db) {
     let (status, body) = app.refresh(&anon.token).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "invalid_token");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("replaced by a refresh"), "{body}");
-    let (status, body) = app.check_token(&anon.token, "read", "Workspace", &anon.workspace).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("replaced by a refresh"),
+        "{body}"
+    );
+    let (status, body) = app
+        .check_token(&anon.token, "read", "Workspace", &anon.workspace)
+        .await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["decision"], "deny");
     // The new one works, once.
-    assert_eq!(app.decide_token(&second, "read", "Workspace", &anon.workspace).await, "allow");
+    assert_eq!(
+        app.decide_token(&second, "read", "Workspace", &anon.workspace)
+            .await,
+        "allow"
+    );
     let (status, body) = app.refresh(&second).await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = app.refresh(&second).await;
     assert_eq!(status, 401);
-    let events = app.state.store.audit_events_for("user", &anon.user_id, 10).await.expect("audit");
-    let refreshes = events.iter().filter(|e| e["action"] == "anonymous.refresh").count();
+    let events = app
+        .state
+        .store
+        .audit_events_for("user", &anon.user_id, 10)
+        .await
+        .expect("audit");
+    let refreshes = events
+        .iter()
+        .filter(|e| e["action"] == "anonymous.refresh")
+        .count();
     assert_eq!(refreshes, 2, "one audit event per accepted refresh");
 }
-both_backends!(refresh_accepts_only_the_last_token, refresh_accepts_only_the_last_token);
+both_backends!(
+    refresh_accepts_only_the_last_token,
+    refresh_accepts_only_the_last_token
+);
 
 /// Concurrent refreshes of one token: exactly one wins.
 async fn concurrent_refreshes_of_one_token_yield_one_new_token(db: Db) {
@@ -108,17 +184,35 @@ async fn concurrent_refreshes_of_one_token_yield_one_new_token(db: Db) {
         let url = format!("{}/api/auth/anonymous", app.base);
         let token = anon.token.clone();
         tasks.push(tokio::spawn(async move {
-            client.post(url).json(&json!({"token": token})).send().await.expect("sent").status().as_u16()
+            client
+                .post(url)
+                .json(&json!({"token": token}))
+                .send()
+                .await
+                .expect("sent")
+                .status()
+                .as_u16()
         }));
     }
     let mut statuses = Vec::new();
     for task in tasks {
         statuses.push(task.await.expect("task"));
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 9, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        9,
+        "{statuses:?}"
+    );
 }
-both_backends!(concurrent_refreshes_of_one_token_yield_one_new_token, concurrent_refreshes_of_one_token_yield_one_new_token);
+both_backends!(
+    concurrent_refreshes_of_one_token_yield_one_new_token,
+    concurrent_refreshes_of_one_token_yield_one_new_token
+);
 
 /// Warden's tokens verify with another JWT library (jwt-simple) given only
 /// the JWKS document fetched over HTTP.
@@ -128,7 +222,10 @@ async fn tokens_verify_with_an_independent_library_from_the_jwks_alone() {
     let app = spawn_app(Db::Sqlite).await;
     let anon = app.anonymous().await;
     let (content_type, doc) = app.jwks().await;
-    assert!(content_type.starts_with("application/json"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
     let jwk = &doc["keys"][0];
     assert_eq!(jwk["kty"], "EC");
     assert_eq!(jwk["crv"], "P-256");
@@ -137,12 +234,16 @@ async fn tokens_verify_with_an_independent_library_from_the_jwks_alone() {
     assert!(jwk.get("d").is_none(), "no private part is published");
     let raw = |field: &str| {
         use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk[field].as_str().expect("coord")).expect("b64")
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwk[field].as_str().expect("coord"))
+            .expect("b64")
     };
     let mut point = vec![0x04];
     point.extend(raw("x"));
     point.extend(raw("y"));
-    let key = ES256PublicKey::from_bytes(&point).expect("public key").with_key_id(jwk["kid"].as_str().expect("kid"));
+    let key = ES256PublicKey::from_bytes(&point)
+        .expect("public key")
+        .with_key_id(jwk["kid"].as_str().expect("kid"));
     // RFC 7638 thumbprint: SHA-256 of {"crv","kty","x","y"} in that order.
     let canonical = format!(
         r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
@@ -150,13 +251,18 @@ async fn tokens_verify_with_an_independent_library_from_the_jwks_alone() {
         jwk["y"].as_str().expect("y")
     );
     use sha2::Digest;
-    assert_eq!(jwk["kid"].as_str().expect("kid"), b64(&sha2::Sha256::digest(canonical.as_bytes())));
+    assert_eq!(
+        jwk["kid"].as_str().expect("kid"),
+        b64(&sha2::Sha256::digest(canonical.as_bytes()))
+    );
     let options = VerificationOptions {
         allowed_issuers: Some(HashSet::from_strings(&[app.base.as_str()])),
         allowed_audiences: Some(HashSet::from_strings(&["convex"])),
         ..Default::default()
     };
-    let claims = key.verify_token::<JWTClaims<Value>>(&anon.token, Some(options)).expect("verifies");
+    let claims = key
+        .verify_token::<JWTClaims<Value>>(&anon.token, Some(options))
+        .expect("verifies");
     assert_eq!(claims.subject.as_deref(), Some(anon.user_id.as_str()));
     assert!(claims.expires_at.is_some() && claims.issued_at.is_some());
 }
@@ -182,13 +288,28 @@ async fn the_signing_key_survives_a_restart(db: Db) {
     // The old server's token still verifies (its iss is the old base URL, so
     // refresh is the check that matters: the key, not the issuer).
     let header = anon.token.split('.').next().expect("header").to_string();
-    assert!(second.state.identity.keys.knows(&{
-        use base64::Engine;
-        let h: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("b64")).expect("json");
-        h["kid"].as_str().expect("kid").to_string()
-    }).await);
+    assert!(
+        second
+            .state
+            .identity
+            .keys
+            .knows(&{
+                use base64::Engine;
+                let h: Value = serde_json::from_slice(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(header)
+                        .expect("b64"),
+                )
+                .expect("json");
+                h["kid"].as_str().expect("kid").to_string()
+            })
+            .await
+    );
 }
-both_backends!(the_signing_key_survives_a_restart, the_signing_key_survives_a_restart);
+both_backends!(
+    the_signing_key_survives_a_restart,
+    the_signing_key_survives_a_restart
+);
 
 async fn rotation_signs_with_the_new_key_and_keeps_the_old_one_published(db: Db) {
     let app = spawn_app(db).await;
@@ -200,30 +321,64 @@ async fn rotation_signs_with_the_new_key_and_keeps_the_old_one_published(db: Db)
     let new_kid = body["kid"].as_str().expect("kid").to_string();
     assert_ne!(new_kid, old_kid);
     let (_, doc) = app.jwks().await;
-    let kids: Vec<&str> = doc["keys"].as_array().expect("keys").iter().filter_map(|k| k["kid"].as_str()).collect();
-    assert_eq!(kids, vec![new_kid.as_str(), old_kid.as_str()], "new key first, old key still published");
+    let kids: Vec<&str> = doc["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert_eq!(
+        kids,
+        vec![new_kid.as_str(), old_kid.as_str()],
+        "new key first, old key still published"
+    );
     let after = app.anonymous().await;
     let header: Value = {
         use base64::Engine;
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(after.token.split('.').next().expect("h")).expect("b64")).expect("json")
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(after.token.split('.').next().expect("h"))
+                .expect("b64"),
+        )
+        .expect("json")
     };
     assert_eq!(header["kid"], new_kid.as_str());
     // Tokens of the old key keep working until they expire.
-    assert_eq!(app.decide_token(&before.token, "read", "Workspace", &before.workspace).await, "allow");
+    assert_eq!(
+        app.decide_token(&before.token, "read", "Workspace", &before.workspace)
+            .await,
+        "allow"
+    );
     let (status, _) = app.refresh(&before.token).await;
     assert_eq!(status, 200);
-    let events = app.state.store.audit_events_for("signing_key", &new_kid, 10).await.expect("audit");
+    let events = app
+        .state
+        .store
+        .audit_events_for("signing_key", &new_kid, 10)
+        .await
+        .expect("audit");
     assert_eq!(events[0]["action"], "signing_key.rotate");
     // Fail closed: a key without the admin scope may not rotate.
     let check_only = app.key_with_scopes(&["check"]).await;
-    let (status, _) = app.post_with(Some(&check_only), "/v1/admin/keys/rotate", &json!({})).await;
+    let (status, _) = app
+        .post_with(Some(&check_only), "/v1/admin/keys/rotate", &json!({}))
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = app.post_with(None, "/v1/admin/keys/rotate", &json!({})).await;
+    let (status, _) = app
+        .post_with(None, "/v1/admin/keys/rotate", &json!({}))
+        .await;
     assert_eq!(status, 401);
     let (_, doc) = app.jwks().await;
-    assert_eq!(doc["keys"].as_array().expect("keys").len(), 2, "refused rotations changed nothing");
+    assert_eq!(
+        doc["keys"].as_array().expect("keys").len(),
+        2,
+        "refused rotations changed nothing"
+    );
 }
-both_backends!(rotation_signs_with_the_new_key_and_keeps_the_old_one_published, rotation_signs_with_the_new_key_and_keeps_the_old_one_published);
+both_backends!(
+    rotation_signs_with_the_new_key_and_keeps_the_old_one_published,
+    rotation_signs_with_the_new_key_and_keeps_the_old_one_published
+);
 
 /// `warden keys rotate` on the command line, picked up by a running server.
 #[tokio::test]
@@ -236,13 +391,22 @@ async fn rotation_from_the_command_line_reaches_a_running_server() {
         .arg(&app.data_dir)
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("new signing key"), "{stdout}");
     // The running server re-reads the key set on demand.
     app.state.identity.keys.reread().await.expect("reread");
     let (_, doc) = app.jwks().await;
-    let kids: Vec<&str> = doc["keys"].as_array().expect("keys").iter().filter_map(|k| k["kid"].as_str()).collect();
+    let kids: Vec<&str> = doc["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
     assert_eq!(kids.len(), 2);
     assert_eq!(kids[1], old_kid);
 }
@@ -253,7 +417,10 @@ async fn rate_limit_holds_across_two_servers_on_one_database(db: Db) {
         Db::Sqlite => None,
     };
     let dir = tempfile::tempdir().expect("dir");
-    let url = pg.as_ref().map(PgDatabase::url).unwrap_or_else(|| warden::store::sqlite_url(dir.path()));
+    let url = pg
+        .as_ref()
+        .map(PgDatabase::url)
+        .unwrap_or_else(|| warden::store::sqlite_url(dir.path()));
     let limit = |s: &mut warden::config::Settings| s.anonymous_rate_limit = 3;
     let a = spawn_configured(db, None, Some(url.clone()), limit).await;
     let b = spawn_configured(db, pg, Some(url), limit).await;
@@ -278,9 +445,16 @@ async fn rate_limit_holds_across_two_servers_on_one_database(db: Db) {
     let body: Value = refused.json().await.expect("json");
     assert_eq!(body["error"]["code"], "rate_limited");
     assert_eq!(mint(&a).await.status().as_u16(), 429);
-    assert_eq!(a.table_sizes().await["users"], users_before, "a limited request creates nothing");
+    assert_eq!(
+        a.table_sizes().await["users"],
+        users_before,
+        "a limited request creates nothing"
+    );
 }
-both_backends!(rate_limit_holds_across_two_servers_on_one_database, rate_limit_holds_across_two_servers_on_one_database);
+both_backends!(
+    rate_limit_holds_across_two_servers_on_one_database,
+    rate_limit_holds_across_two_servers_on_one_database
+);
 
 /// Behind a proxy, each forwarded client address has its own budget.
 #[tokio::test]
@@ -296,9 +470,18 @@ async fn rate_limit_uses_the_forwarded_address_only_when_told_to() {
             .header("x-forwarded-for", format!("198.51.100.9, {from}"))
             .send()
     };
-    assert_eq!(mint("203.0.113.1").await.expect("sent").status().as_u16(), 201);
-    assert_eq!(mint("203.0.113.1").await.expect("sent").status().as_u16(), 429);
-    assert_eq!(mint("203.0.113.2").await.expect("sent").status().as_u16(), 201);
+    assert_eq!(
+        mint("203.0.113.1").await.expect("sent").status().as_u16(),
+        201
+    );
+    assert_eq!(
+        mint("203.0.113.1").await.expect("sent").status().as_u16(),
+        429
+    );
+    assert_eq!(
+        mint("203.0.113.2").await.expect("sent").status().as_u16(),
+        201
+    );
 }
 
 async fn token_decisions_in_check_batch_and_authzen(db: Db) {
@@ -358,12 +541,24 @@ async fn token_decisions_in_check_batch_and_authzen(db: Db) {
     // The provider's token with external_id names the canonical user.
     let oidc = idp.token("user_2abc", json!({"external_id": anon.user_id}));
     // (not linked yet: external_id alone is trusted for decisions, as CONTRACT §5 says)
-    assert_eq!(app.decide_token(&oidc, "read", "Workspace", &anon.workspace).await, "allow");
+    assert_eq!(
+        app.decide_token(&oidc, "read", "Workspace", &anon.workspace)
+            .await,
+        "allow"
+    );
     // Without external_id and without a link, the identity has no user yet.
     let unlinked = idp.token("user_2new", json!({}));
-    let (status, body) = app.check_token(&unlinked, "read", "Workspace", &anon.workspace).await;
+    let (status, body) = app
+        .check_token(&unlinked, "read", "Workspace", &anon.workspace)
+        .await;
     assert_eq!(status, 401, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("resolve-user"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("resolve-user"),
+        "{body}"
+    );
     assert_eq!(body["field"], "token");
     // A bad token in a batch names its item.
     let (status, body) = app
@@ -379,7 +574,10 @@ async fn token_decisions_in_check_batch_and_authzen(db: Db) {
     assert_eq!(body["field"], "requests[1].token");
     assert_eq!(body["decision"], "deny");
 }
-both_backends!(token_decisions_in_check_batch_and_authzen, token_decisions_in_check_batch_and_authzen);
+both_backends!(
+    token_decisions_in_check_batch_and_authzen,
+    token_decisions_in_check_batch_and_authzen
+);
 
 /// The public identity routes are Cedar actions: with the permit removed
 /// from the policies, they refuse (403) and write nothing.
@@ -408,7 +606,9 @@ async fn identity_routes_fail_closed_when_the_policies_do_not_allow_them() {
     assert_eq!(status, 403, "{body}");
     let (status, _) = app.refresh("a.b.c").await;
     assert_eq!(status, 403);
-    let (status, _) = app.resolve(&idp.token("user_1", json!({})), &json!({})).await;
+    let (status, _) = app
+        .resolve(&idp.token("user_1", json!({})), &json!({}))
+        .await;
     assert_eq!(status, 403);
     assert_eq!(app.table_sizes().await, before);
 }

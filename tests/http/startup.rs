@@ -139,8 +139,8 @@ async fn the_first_start_writes_one_working_admin_key(db: Db) {
     // Creating the key was audited; the key itself is stored only as a hash.
     assert_eq!(
         server.state.store.audit_event_count().await.unwrap(),
-        2,
-        "key creation + import"
+        3,
+        "signing key + admin key creation + import"
     );
     if db == Db::Sqlite {
         let stored = stored_bytes(&data);
