@@ -41,6 +41,8 @@ pub struct OidcSettings {
 pub struct OidcClaims {
     /// The provider's user id (Clerk: `user_...`).
     pub sub: String,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
     /// Warden's canonical id, once the provider carries it (JSON `null`
     /// when unset).
     #[serde(default)]
