@@ -203,6 +203,8 @@ struct Bench {
     key: String,
     client: reqwest::Client,
     requests: Arc<Vec<Value>>,
+    /// The same questions asked with end-user tokens (anonymous users).
+    token_requests: Arc<Vec<Value>>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -228,6 +230,7 @@ async fn start(assets: usize, db_name: &str, admin_url: &str) -> Bench {
         root.join("schema"),
     );
     settings.request_timeout = Duration::from_secs(30);
+    settings.anonymous_rate_limit = 1_000_000;
     let app = warden::startup::Application::build(&settings)
         .await
         .expect("server starts");
@@ -281,18 +284,44 @@ async fn start(assets: usize, db_name: &str, admin_url: &str) -> Bench {
         requests.push(json!({"principal": {"type": "User", "id": user},
             "action": actions[rng.gen_range(0..4)], "resource": {"type": "Asset", "id": asset.id}}));
     }
+    // 256 anonymous users, each asking about random assets with its token.
+    let client = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for _ in 0..256 {
+        let minted: Value = client
+            .post(format!("{base}/api/auth/anonymous"))
+            .send()
+            .await
+            .expect("mint")
+            .json()
+            .await
+            .expect("json");
+        tokens.push(minted["token"].as_str().expect("token").to_string());
+    }
+    let token_requests = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({"token": tokens[i % tokens.len()], "action": r["action"], "resource": r["resource"]})
+        })
+        .collect();
     Bench {
         base,
         key,
-        client: reqwest::Client::new(),
+        client,
         requests: Arc::new(requests),
+        token_requests: Arc::new(token_requests),
         _shutdown: tx,
         _dir: dir,
     }
 }
 
 async fn check(bench: &Bench, i: usize) -> bool {
-    let body = &bench.requests[i % bench.requests.len()];
+    check_from(bench, &bench.requests, i).await
+}
+
+async fn check_from(bench: &Bench, requests: &[Value], i: usize) -> bool {
+    let body = &requests[i % requests.len()];
     let resp = bench
         .client
         .post(format!("{}/v1/check", bench.base))
@@ -311,8 +340,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
-/// 32 concurrent clients for `seconds`; prints throughput and latency percentiles.
-async fn load(bench: &Arc<Bench>, seconds: u64, batch: usize) {
+/// 32 concurrent clients for `seconds`; prints throughput and latency
+/// percentiles. `tokens`: single checks ask with end-user tokens.
+async fn load(bench: &Arc<Bench>, seconds: u64, batch: usize, tokens: bool) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for worker in 0..32 {
@@ -322,7 +352,9 @@ async fn load(bench: &Arc<Bench>, seconds: u64, batch: usize) {
             let mut i = worker * 7919;
             while Instant::now() < deadline {
                 let started = Instant::now();
-                if batch == 1 {
+                if batch == 1 && tokens {
+                    check_from(&bench, &bench.token_requests, i).await;
+                } else if batch == 1 {
                     check(&bench, i).await;
                 } else {
                     let requests: Vec<&Value> = (0..batch)
@@ -351,7 +383,9 @@ async fn load(bench: &Arc<Bench>, seconds: u64, batch: usize) {
     }
     all.sort();
     let calls = all.len() as f64;
-    let what = if batch == 1 {
+    let what = if batch == 1 && tokens {
+        "checks with anonymous tokens".to_string()
+    } else if batch == 1 {
         "checks".to_string()
     } else {
         format!("batches of {batch}")
@@ -394,8 +428,9 @@ fn http_postgres(c: &mut Criterion) {
         })
     });
     group.finish();
-    rt.block_on(load(&bench, seconds, 1));
-    rt.block_on(load(&bench, seconds, 1000));
+    rt.block_on(load(&bench, seconds, 1, false));
+    rt.block_on(load(&bench, seconds, 1, true));
+    rt.block_on(load(&bench, seconds, 1000, false));
     drop(bench);
     rt.block_on(async {
         if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {

@@ -580,7 +580,22 @@ async fn resolve_once(
                 // up in place.
                 upgrade_in_place(&mut tx, &c).await?
             } else {
-                merge(&mut tx, &proof.user, &c).await?
+                // The identity's user may itself still be anonymous (named
+                // by external_id before it ever signed up): it signs up
+                // too, then receives the other's content.
+                let target_was_anonymous = user_row(&mut tx, &c)
+                    .await?
+                    .is_some_and(|u| u.kind == "anonymous");
+                let target = if target_was_anonymous {
+                    Some(upgrade_in_place(&mut tx, &c).await?)
+                } else {
+                    None
+                };
+                let merged = merge(&mut tx, &proof.user, &c).await?;
+                match target {
+                    Some(target) => tagged(merged, json!({"target_upgrade": target})),
+                    None => merged,
+                }
             };
             (c, Some(summary))
         }

@@ -507,3 +507,39 @@ async fn resolve_user_needs_a_configured_provider() {
         "{body}"
     );
 }
+
+/// The provider already carries an anonymous user's id as `external_id`
+/// (set before it ever signed up): signing in with it signs that user up,
+/// securing its content, even without its anonymous token.
+async fn external_id_naming_an_anonymous_user_signs_it_up(db: Db) {
+    let idp = FakeIdp::start().await;
+    let app = spawn(db, &idp).await;
+    let anon = app.anonymous().await;
+    app.import(&json!({"workspaces": [{"id": anon.workspace, "owner": anon.user_id, "visibility": "public"}]}))
+        .await;
+    let (status, body) = app
+        .resolve(
+            &idp.token("user_2pre", json!({"external_id": anon.user_id})),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user_id"], anon.user_id.as_str());
+    let world = export(&app).await;
+    assert_eq!(find(&world["users"], &anon.user_id)["kind"], "registered");
+    assert_eq!(
+        find(&world["workspaces"], &anon.workspace)["visibility"],
+        "private"
+    );
+    let (status, _) = app.refresh(&anon.token).await;
+    assert_eq!(status, 401, "its anonymous token died");
+    let events = actions_for(&app, &anon.user_id).await;
+    assert!(events.iter().any(|e| e["action"] == "identity.upgrade"));
+    // No admin API call: the provider already carries the id.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(idp.patches().is_empty());
+}
+both_backends!(
+    external_id_naming_an_anonymous_user_signs_it_up,
+    external_id_naming_an_anonymous_user_signs_it_up
+);
