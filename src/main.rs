@@ -73,6 +73,10 @@ enum KeysCommand {
         /// (as the servers' --anonymous-token-ttl).
         #[arg(long, env = "WARDEN_ANONYMOUS_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
         anonymous_token_ttl: u64,
+        /// Publish the new key this many seconds before it signs, so that
+        /// relying parties caching the JWKS learn it first.
+        #[arg(long, default_value_t = 0)]
+        publish_lead: u64,
     },
 }
 
@@ -262,7 +266,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn rotate_keys(store: StoreArgs, ttl: u64) -> ExitCode {
+async fn rotate_keys(store: StoreArgs, ttl: u64, publish_lead: u64) -> ExitCode {
     telemetry::init_logging(LogFormat::Text);
     if let Err(e) = std::fs::create_dir_all(&store.data_dir) {
         eprintln!("error: cannot create {}: {e}", store.data_dir.display());
@@ -274,13 +278,21 @@ async fn rotate_keys(store: StoreArgs, ttl: u64) -> ExitCode {
     };
     let ttl = std::time::Duration::from_secs(ttl.max(60));
     let result = match warden::identity::keys::KeyRing::load(db, ttl).await {
-        Ok(ring) => ring.rotate(Actor::cli("keys rotate"), None).await,
+        Ok(ring) => {
+            ring.rotate(
+                std::time::Duration::from_secs(publish_lead),
+                Actor::cli("keys rotate"),
+                None,
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     match result {
-        Ok(kid) => {
+        Ok(key) => {
             println!(
-                "new signing key {kid}; the previous keys stay published until their tokens expire"
+                "new signing key {} (signs in {publish_lead} s); the previous keys stay published until their tokens expire",
+                key.kid
             );
             ExitCode::SUCCESS
         }
@@ -352,8 +364,9 @@ async fn main() -> ExitCode {
                 KeysCommand::Rotate {
                     store,
                     anonymous_token_ttl,
+                    publish_lead,
                 },
-        } => rotate_keys(store, anonymous_token_ttl).await,
+        } => rotate_keys(store, anonymous_token_ttl, publish_lead).await,
         Command::Validate { policy, format } => validate(policy, format),
         Command::Test {
             policy,

@@ -29,14 +29,16 @@ CREATE TABLE anonymous_tokens (
     expires_at  BIGINT NOT NULL
 );
 
--- Warden's ES256 signing keys (PKCS#8 PEM). The newest live key signs; a
--- retired key stays published until `published_until`, when the last token
--- it signed has expired.
+-- Warden's ES256 signing keys (PKCS#8 PEM). A key is published from its
+-- creation and signs from `signs_from` (later than creation when a rotation
+-- publishes first) until `retired_at`; a retired key stays published until
+-- `published_until`, when the last token it signed has expired.
 CREATE TABLE signing_keys (
     kid              TEXT PRIMARY KEY,
     private_key      TEXT NOT NULL,
     public_jwk       TEXT NOT NULL,
     created_at       BIGINT NOT NULL,
+    signs_from       BIGINT NOT NULL,
     retired_at       BIGINT,
     published_until  BIGINT
 );

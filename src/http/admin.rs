@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::extract::route::{
     Export, Import, ManageApiKeys, ReadPolicies, ReloadPolicies, RotateSigningKeys,
 };
-use super::extract::{Allowed, JsonBody};
+use super::extract::{optional_body, Allowed, JsonBody};
 use super::{AppState, ReloadError};
 use crate::audit::Actor;
 use crate::domain::World;
@@ -183,18 +183,46 @@ async fn reload(
     }
 }
 
-/// `POST /v1/admin/keys/rotate`: new anonymous tokens are signed with a new
-/// key; the old keys stay in the JWKS until their last token has expired.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    /// Publish the new key this long before it signs (default 0).
+    #[serde(default)]
+    publish_lead_seconds: u64,
+}
+
+/// Longest publish lead accepted (a week).
+const MAX_PUBLISH_LEAD: u64 = 7 * 24 * 3600;
+
+/// `POST /v1/admin/keys/rotate` (`{publish_lead_seconds?}`): new anonymous
+/// tokens are signed with a new key (after the lead, during which it is
+/// only published); the old keys stay in the JWKS until their last token
+/// has expired.
 async fn rotate_keys(
     State(state): State<Arc<AppState>>,
     Allowed(caller, _): Allowed<RotateSigningKeys>,
+    body: bytes::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let kid = state
+    let body: RotateBody = optional_body(&body)?;
+    if body.publish_lead_seconds > MAX_PUBLISH_LEAD {
+        return Err(ApiError::bad_request(format!(
+            "publish_lead_seconds: at most {MAX_PUBLISH_LEAD} (a week), got {}",
+            body.publish_lead_seconds
+        ))
+        .with("field", json!("publish_lead_seconds")));
+    }
+    let key = state
         .identity
         .keys
-        .rotate(Actor::api_key(&caller.key.id), caller.request_id.clone())
+        .rotate(
+            std::time::Duration::from_secs(body.publish_lead_seconds),
+            Actor::api_key(&caller.key.id),
+            caller.request_id.clone(),
+        )
         .await?;
-    Ok(Json(
-        json!({ "kid": kid, "jwks": state.identity.keys.jwks().await }),
-    ))
+    Ok(Json(json!({
+        "kid": key.kid,
+        "signs_from": key.signs_from,
+        "jwks": state.identity.keys.jwks().await,
+    })))
 }

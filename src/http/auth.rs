@@ -7,6 +7,7 @@
 //! with its audit event.
 
 use super::error::ApiError;
+use super::extract::optional_body;
 use super::extract::route::{MintAnonymousToken, RefreshAnonymousToken, ResolveUser, RouteAction};
 use super::AppState;
 use crate::identity::anonymous::{self, AnonymousClaims, MintedToken};
@@ -67,26 +68,6 @@ impl FromRequestParts<Arc<AppState>> for ClientAddr {
             .unwrap_or_else(|| "unknown".into());
         Ok(ClientAddr(peer))
     }
-}
-
-/// Parses an optional JSON object body: empty means `T::default()`.
-fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = match e.path().to_string().as_str() {
-            "." | "?" => "body".to_string(),
-            path => path.to_string(),
-        };
-        ApiError::bad_request(format!("{field}: {}", e.inner()))
-            .with("field", serde_json::json!(field))
-    })?;
-    de.end().map_err(|e| {
-        ApiError::bad_request(format!("body: trailing data after the JSON value: {e}"))
-    })?;
-    Ok(value)
 }
 
 fn request_id(headers: &HeaderMap) -> Option<String> {

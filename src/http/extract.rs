@@ -66,6 +66,28 @@ where
     }
 }
 
+/// Parses an optional JSON object body: empty means `T::default()`.
+pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    bytes: &Bytes,
+) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = match e.path().to_string().as_str() {
+            "." | "?" => "body".to_string(),
+            path => path.to_string(),
+        };
+        ApiError::bad_request(format!("{field}: {}", e.inner()))
+            .with("field", serde_json::json!(field))
+    })?;
+    de.end().map_err(|e| {
+        ApiError::bad_request(format!("body: trailing data after the JSON value: {e}"))
+    })?;
+    Ok(value)
+}
+
 /// The app calling, authenticated by `Authorization: Bearer <api key>`.
 /// What it may do is asked of the policies with [`AppState::require`].
 #[derive(Clone, Debug)]

@@ -1,10 +1,13 @@
 //! Warden's ES256 signing keys (CONTRACT §5: JWKS).
 //!
 //! Keys live in the database so that every replica signs and verifies with
-//! the same set and they survive restarts on both backends. The newest live
-//! key signs. Rotation adds a key and retires the others; a retired key
-//! stays published (and trusted) until the longest token it can have signed
-//! has expired, plus leeway. Each process re-reads the set every
+//! the same set and they survive restarts on both backends. The newest key
+//! whose signing period has begun signs. Rotation adds a key and retires the
+//! others; it may publish first (`publish_lead`): the new key is in the JWKS
+//! at once but signs only after the lead, so relying parties that cache the
+//! JWKS know it before they meet it. A retired key stays published (and
+//! trusted) until the longest token it can have signed has expired, plus
+//! leeway. Each process re-reads the set every
 //! [`REFRESH_INTERVAL`], and at once (at most every [`MIN_REREAD`]) when it
 //! meets a `kid` it does not know, so a rotation on one replica is honoured
 //! by the others.
@@ -34,8 +37,17 @@ pub struct SigningKey {
     pub public_jwk: serde_json::Value,
     /// Unix milliseconds.
     pub created_at: i64,
-    /// Set once retired: the key no longer signs.
+    /// When it starts signing.
+    pub signs_from: i64,
+    /// When it stops signing.
     pub retired_at: Option<i64>,
+}
+
+impl SigningKey {
+    /// Whether this key signs at `now` (Unix milliseconds).
+    fn signs_at(&self, now: i64) -> bool {
+        self.signs_from <= now && self.retired_at.is_none_or(|r| r > now)
+    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -68,11 +80,13 @@ pub fn generate() -> Result<StoredKey, StoreError> {
     jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     let public_jwk = serde_json::to_string(&jwk).map_err(|e| key_error("jwk", e))?;
+    let now = now_millis();
     Ok(StoredKey {
         kid,
         private_key: pem.to_string(),
         public_jwk,
-        created_at: now_millis(),
+        created_at: now,
+        signs_from: now,
         retired_at: None,
     })
 }
@@ -91,6 +105,7 @@ fn load(stored: &StoredKey) -> Result<SigningKey, StoreError> {
         decoding,
         public_jwk,
         created_at: stored.created_at,
+        signs_from: stored.signs_from,
         retired_at: stored.retired_at,
     })
 }
@@ -185,13 +200,16 @@ impl KeyRing {
             .map(|k| k.decoding.clone())
     }
 
-    /// The key that signs now (the newest live one): its kid and key.
+    /// The key that signs now (the newest whose signing period has
+    /// begun): its kid and key.
     pub async fn signer(&self) -> Result<(String, EncodingKey), StoreError> {
         self.fresh(None).await;
+        let now = now_millis();
         self.keys
             .load()
             .iter()
-            .find(|k| k.retired_at.is_none())
+            .filter(|k| k.signs_at(now))
+            .max_by_key(|k| (k.signs_from, k.created_at))
             .map(|k| (k.kid.clone(), k.encoding.clone()))
             .ok_or_else(|| {
                 StoreError::Query("no live signing key; run `warden keys rotate`".into())
@@ -210,16 +228,19 @@ impl KeyRing {
         serde_json::json!({ "keys": keys })
     }
 
-    /// Rotates: a new key signs from now on; the others retire and stay
-    /// published until their last token has expired. Returns the new kid.
+    /// Rotates: a new key is published at once and signs after
+    /// `publish_lead` (zero: at once); the others retire then and stay
+    /// published until their last token has expired. Returns the new key.
     pub async fn rotate(
         &self,
+        publish_lead: Duration,
         actor: Actor,
         request_id: Option<String>,
-    ) -> Result<String, StoreError> {
-        let key = generate()?;
-        let published_until = now_millis()
-            + i64::try_from(self.publish_after_retire.as_millis()).unwrap_or(i64::MAX / 2);
+    ) -> Result<StoredKey, StoreError> {
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+        let mut key = generate()?;
+        key.signs_from = key.created_at + millis(publish_lead);
+        let published_until = key.signs_from + millis(self.publish_after_retire);
         self.store
             .rotate_signing_key(
                 &key,
@@ -232,6 +253,7 @@ impl KeyRing {
                     before: None,
                     after: Some(serde_json::json!({
                         "kid": key.kid,
+                        "signs_from": key.signs_from,
                         "retired_keys_published_until": published_until,
                     })),
                     request_id,
@@ -239,7 +261,7 @@ impl KeyRing {
             )
             .await?;
         self.reread().await?;
-        tracing::info!(kid = %key.kid, "signing key rotated");
-        Ok(key.kid)
+        tracing::info!(kid = %key.kid, signs_from = key.signs_from, "signing key rotated");
+        Ok(key)
     }
 }

@@ -24,7 +24,9 @@ pub struct StoredKey {
     pub public_jwk: String,
     /// Unix milliseconds.
     pub created_at: i64,
-    /// When it stopped signing.
+    /// When it starts signing (Unix milliseconds).
+    pub signs_from: i64,
+    /// When it stops signing.
     pub retired_at: Option<i64>,
 }
 
@@ -139,7 +141,7 @@ impl Store {
     /// valid), newest first.
     pub async fn published_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kid, private_key, public_jwk, created_at, retired_at FROM signing_keys \
+            "SELECT kid, private_key, public_jwk, created_at, signs_from, retired_at FROM signing_keys \
              WHERE published_until IS NULL OR published_until > $1 \
              ORDER BY created_at DESC, kid DESC",
         )
@@ -153,19 +155,22 @@ impl Store {
                 private_key: text(row, "private_key")?,
                 public_jwk: text(row, "public_jwk")?,
                 created_at: i64_of(row, "created_at")?.unwrap_or_default(),
+                signs_from: i64_of(row, "signs_from")?.unwrap_or_default(),
                 retired_at: i64_of(row, "retired_at")?,
             });
         }
         Ok(keys)
     }
 
-    /// Stores `key` unless a live key exists (first start; replicas
+    /// Stores `key` unless a key signs now or will (first start; replicas
     /// starting together may each add one, which is harmless).
     pub async fn add_first_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        let live = sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL")
-            .fetch_optional(tx.conn())
-            .await?;
+        let live =
+            sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1")
+                .bind(now_millis())
+                .fetch_optional(tx.conn())
+                .await?;
         if live.is_some() {
             return Ok(());
         }
@@ -182,8 +187,8 @@ impl Store {
         .await
     }
 
-    /// Retires every live key (published until `published_until`) and
-    /// stores `key`, which signs from now on.
+    /// Stores `key`, which signs from `key.signs_from`, and retires every
+    /// key still signing at that moment (published until `published_until`).
     pub async fn rotate_signing_key(
         &self,
         key: &StoredKey,
@@ -192,9 +197,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "UPDATE signing_keys SET retired_at = $1, published_until = $2 WHERE retired_at IS NULL",
+            "UPDATE signing_keys SET retired_at = $1, published_until = $2 \
+             WHERE retired_at IS NULL OR retired_at > $1",
         )
-        .bind(now_millis())
+        .bind(key.signs_from)
         .bind(published_until)
         .execute(tx.conn())
         .await?;
@@ -370,12 +376,14 @@ impl Store {
 
 async fn insert_key(tx: &mut Tx, key: &StoredKey) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO signing_keys (kid, private_key, public_jwk, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO signing_keys (kid, private_key, public_jwk, created_at, signs_from) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&key.kid)
     .bind(&key.private_key)
     .bind(&key.public_jwk)
     .bind(key.created_at)
+    .bind(key.signs_from)
     .execute(tx.conn())
     .await?;
     Ok(())

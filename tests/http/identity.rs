@@ -5,6 +5,7 @@ use crate::both_backends;
 use crate::common::identity::{b64, FakeIdp};
 use crate::common::{spawn_app, spawn_configured, spawn_with, Db, PgDatabase};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 async fn anonymous_user_owns_a_private_workspace_and_project(db: Db) {
     let app = spawn_app(db).await;
@@ -611,4 +612,59 @@ async fn identity_routes_fail_closed_when_the_policies_do_not_allow_them() {
         .await;
     assert_eq!(status, 403);
     assert_eq!(app.table_sizes().await, before);
+}
+
+/// A rotation can publish first: the new key is in the JWKS at once but
+/// signs only after the lead, so relying parties that cache the JWKS know
+/// it before they see tokens signed with it.
+#[tokio::test]
+async fn rotation_can_publish_the_new_key_before_it_signs() {
+    let app = spawn_app(Db::Sqlite).await;
+    let kid_of = |token: &str| -> String {
+        use base64::Engine;
+        let header = token.split('.').next().expect("header");
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .expect("b64"),
+        )
+        .expect("json");
+        header["kid"].as_str().expect("kid").to_string()
+    };
+    let old_kid = kid_of(&app.anonymous().await.token);
+    let (status, body) = app
+        .post("/v1/admin/keys/rotate", &json!({"publish_lead_seconds": 2}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let new_kid = body["kid"].as_str().expect("kid").to_string();
+    let (_, doc) = app.jwks().await;
+    let kids: Vec<&str> = doc["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(
+        kids.contains(&new_kid.as_str()) && kids.contains(&old_kid.as_str()),
+        "{kids:?}"
+    );
+    assert_eq!(
+        kid_of(&app.anonymous().await.token),
+        old_kid,
+        "the old key still signs during the lead"
+    );
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    assert_eq!(
+        kid_of(&app.anonymous().await.token),
+        new_kid,
+        "the new key signs after the lead"
+    );
+    let (status, body) = app
+        .post(
+            "/v1/admin/keys/rotate",
+            &json!({"publish_lead_seconds": 10_000_000}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "publish_lead_seconds");
 }
