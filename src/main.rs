@@ -266,15 +266,21 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn rotate_keys(store: StoreArgs, ttl: u64, publish_lead: u64) -> ExitCode {
-    telemetry::init_logging(LogFormat::Text);
+/// Creates the data folder and opens (and migrates) the database for a
+/// command; on failure the error is printed and the exit code returned.
+async fn open_cli_store(store: &StoreArgs) -> Result<warden::store::Store, ExitCode> {
     if let Err(e) = std::fs::create_dir_all(&store.data_dir) {
         eprintln!("error: cannot create {}: {e}", store.data_dir.display());
-        return ExitCode::FAILURE;
+        return Err(ExitCode::FAILURE);
     }
-    let db = match open_store(&store.url()).await {
+    open_store(&store.url()).await.map_err(report)
+}
+
+async fn rotate_keys(store: StoreArgs, ttl: u64, publish_lead: u64) -> ExitCode {
+    telemetry::init_logging(LogFormat::Text);
+    let db = match open_cli_store(&store).await {
         Ok(db) => db,
-        Err(e) => return report(e),
+        Err(code) => return code,
     };
     let ttl = std::time::Duration::from_secs(ttl.max(60));
     let result = match warden::identity::keys::KeyRing::load(db, ttl).await {
@@ -319,13 +325,9 @@ async fn import(store: StoreArgs, file: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = std::fs::create_dir_all(&store.data_dir) {
-        eprintln!("error: cannot create {}: {e}", store.data_dir.display());
-        return ExitCode::FAILURE;
-    }
-    let db = match open_store(&store.url()).await {
+    let db = match open_cli_store(&store).await {
         Ok(db) => db,
-        Err(e) => return report(e),
+        Err(code) => return code,
     };
     match db.import(&world, Actor::cli("import"), None).await {
         Ok(counts) => {

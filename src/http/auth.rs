@@ -7,8 +7,8 @@
 //! with its audit event.
 
 use super::error::ApiError;
-use super::extract::optional_body;
 use super::extract::route::{MintAnonymousToken, RefreshAnonymousToken, ResolveUser, RouteAction};
+use super::extract::{bearer, optional_body};
 use super::AppState;
 use crate::identity::anonymous::{self, AnonymousClaims, MintedToken};
 use crate::identity::TokenError;
@@ -244,31 +244,6 @@ struct ResolveResponse {
     user_id: String,
 }
 
-/// The bearer token of the `Authorization` header.
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthenticated(
-            "missing Authorization header; send `Authorization: Bearer <identity provider JWT>`",
-        )
-        .with_header(header::WWW_AUTHENTICATE, "Bearer")
-    })?;
-    value
-        .to_str()
-        .ok()
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::unauthenticated(
-                "the Authorization header must be `Bearer <identity provider JWT>`",
-            )
-            .with_header(header::WWW_AUTHENTICATE, "Bearer")
-        })
-}
-
 /// `POST /api/auth/resolve-user`: the canonical user of the provider's
 /// token, created or linked as needed, profile synced; with
 /// `anonymous_token`, that anonymous user signs up (CONTRACT §4).
@@ -279,7 +254,7 @@ async fn resolve_user(
     body: Bytes,
 ) -> Result<Json<ResolveResponse>, ApiError> {
     allowed(&state, &client, ResolveUser::NAME)?;
-    let token = bearer(&headers)?;
+    let token = bearer(&headers, "identity provider JWT")?;
     let claims = state.identity.verify_oidc(token).await?;
     let body: ResolveBody = optional_body(&body)?;
     let proof = match &body.anonymous_token {

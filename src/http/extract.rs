@@ -88,6 +88,32 @@ pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
     Ok(value)
 }
 
+/// The bearer credential of the `Authorization` header; `what` names it in
+/// errors (`api key`, `identity provider JWT`). 401 when missing or malformed.
+pub fn bearer<'h>(headers: &'h axum::http::HeaderMap, what: &str) -> Result<&'h str, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthenticated(format!(
+            "missing Authorization header; send `Authorization: Bearer <{what}>`"
+        ))
+        .with_header(header::WWW_AUTHENTICATE, "Bearer")
+    })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthenticated(format!(
+                "the Authorization header must be `Bearer <{what}>`"
+            ))
+            .with_header(header::WWW_AUTHENTICATE, "Bearer")
+        })
+}
+
 /// The app calling, authenticated by `Authorization: Bearer <api key>`.
 /// What it may do is asked of the policies with [`AppState::require`].
 #[derive(Clone, Debug)]
@@ -110,23 +136,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthenticated(
-                "missing Authorization header; send `Authorization: Bearer <api key>`",
-            )
-        })?;
-        let presented = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthenticated("the Authorization header must be `Bearer <api key>`")
-            })?;
+        let presented = bearer(&parts.headers, "api key")?;
         if presented.len() > 200 {
             return Err(ApiError::unauthenticated("unknown or revoked API key"));
         }
