@@ -29,6 +29,22 @@ pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Decodes unpadded base64url.
+pub fn unb64(text: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD.decode(text).expect("base64url")
+}
+
+/// Segment `index` of a JWT (0: header, 1: claims) as JSON.
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    let segment = token.split('.').nth(index).expect("segment");
+    serde_json::from_slice(&unb64(segment)).expect("json")
+}
+
+/// The `kid` of a JWT's header.
+pub fn kid_of(token: &str) -> String {
+    jwt_part(token, 0)["kid"].as_str().expect("kid").to_string()
+}
+
 /// One RSA key per test binary (generation takes a moment): PEM, n, e.
 fn rsa_key() -> &'static (String, String, String) {
     static KEY: OnceLock<(String, String, String)> = OnceLock::new();
@@ -90,6 +106,24 @@ async fn patch_user(
     Json(json!({"id": id}))
 }
 
+/// Serves `router` on an ephemeral loopback port until the returned sender
+/// is dropped.
+async fn serve(router: Router) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (addr, tx)
+}
+
 /// The admin API secret the fake provider expects.
 pub const IDP_SECRET: &str = "sk_test_fake_secret";
 
@@ -100,18 +134,7 @@ impl FakeIdp {
             .route("/.well-known/jwks.json", get(jwks))
             .route("/v1/users/{id}", patch(patch_user))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (addr, tx) = serve(router).await;
         let encoding = EncodingKey::from_rsa_pem(rsa_key().0.as_bytes()).expect("rsa pem");
         FakeIdp {
             issuer: format!("http://{addr}"),
@@ -210,18 +233,7 @@ impl HitCounter {
                 Json(json!({"keys": []}))
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (addr, tx) = serve(router).await;
         HitCounter {
             url: format!("http://{addr}/keys.json"),
             hits,

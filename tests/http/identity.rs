@@ -2,7 +2,7 @@
 //! token-based decisions (CONTRACT §5 identity, issue 3 points 1, 2, 5, 6).
 
 use crate::both_backends;
-use crate::common::identity::{b64, FakeIdp};
+use crate::common::identity::{b64, jwt_part, kid_of, unb64, FakeIdp};
 use crate::common::{spawn_app, spawn_configured, spawn_with, Db, PgDatabase};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -84,18 +84,8 @@ async fn anonymous_token_claims_follow_the_contract(db: Db) {
     assert_eq!(resp.status().as_u16(), 201);
     let body: Value = resp.json().await.expect("json");
     let token = body["token"].as_str().expect("token");
-    let parts: Vec<&str> = token.split('.').collect();
-    let decode = |s: &str| -> Value {
-        use base64::Engine;
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(s)
-                .expect("b64"),
-        )
-        .expect("json")
-    };
-    let header = decode(parts[0]);
-    let claims = decode(parts[1]);
+    let header = jwt_part(token, 0);
+    let claims = jwt_part(token, 1);
     assert_eq!(header["alg"], "ES256");
     assert_eq!(header["typ"], "JWT");
     let (_, keys) = app.jwks().await;
@@ -233,12 +223,7 @@ async fn tokens_verify_with_an_independent_library_from_the_jwks_alone() {
     assert_eq!(jwk["alg"], "ES256");
     assert_eq!(jwk["use"], "sig");
     assert!(jwk.get("d").is_none(), "no private part is published");
-    let raw = |field: &str| {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(jwk[field].as_str().expect("coord"))
-            .expect("b64")
-    };
+    let raw = |field: &str| unb64(jwk[field].as_str().expect("coord"));
     let mut point = vec![0x04];
     point.extend(raw("x"));
     point.extend(raw("y"));
@@ -288,24 +273,7 @@ async fn the_signing_key_survives_a_restart(db: Db) {
     assert_eq!(before, after, "the same key is published after a restart");
     // The old server's token still verifies (its iss is the old base URL, so
     // refresh is the check that matters: the key, not the issuer).
-    let header = anon.token.split('.').next().expect("header").to_string();
-    assert!(
-        second
-            .state
-            .identity
-            .keys
-            .knows(&{
-                use base64::Engine;
-                let h: Value = serde_json::from_slice(
-                    &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .decode(header)
-                        .expect("b64"),
-                )
-                .expect("json");
-                h["kid"].as_str().expect("kid").to_string()
-            })
-            .await
-    );
+    assert!(second.state.identity.keys.knows(&kid_of(&anon.token)).await);
 }
 both_backends!(
     the_signing_key_survives_a_restart,
@@ -334,16 +302,7 @@ async fn rotation_signs_with_the_new_key_and_keeps_the_old_one_published(db: Db)
         "new key first, old key still published"
     );
     let after = app.anonymous().await;
-    let header: Value = {
-        use base64::Engine;
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(after.token.split('.').next().expect("h"))
-                .expect("b64"),
-        )
-        .expect("json")
-    };
-    assert_eq!(header["kid"], new_kid.as_str());
+    assert_eq!(kid_of(&after.token), new_kid);
     // Tokens of the old key keep working until they expire.
     assert_eq!(
         app.decide_token(&before.token, "read", "Workspace", &before.workspace)
@@ -620,17 +579,6 @@ async fn identity_routes_fail_closed_when_the_policies_do_not_allow_them() {
 #[tokio::test]
 async fn rotation_can_publish_the_new_key_before_it_signs() {
     let app = spawn_app(Db::Sqlite).await;
-    let kid_of = |token: &str| -> String {
-        use base64::Engine;
-        let header = token.split('.').next().expect("header");
-        let header: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(header)
-                .expect("b64"),
-        )
-        .expect("json");
-        header["kid"].as_str().expect("kid").to_string()
-    };
     let old_kid = kid_of(&app.anonymous().await.token);
     let (status, body) = app
         .post("/v1/admin/keys/rotate", &json!({"publish_lead_seconds": 2}))
