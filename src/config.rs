@@ -78,6 +78,14 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Append every decision as one JSON line to this file (read back by
+    /// `warden diff --replay`); never tokens or keys.
+    #[arg(long, env = "WARDEN_DECISION_LOG")]
+    pub decision_log: Option<PathBuf>,
+    /// Do not watch the policy and schema folders for changes (reload with
+    /// SIGHUP or the admin route instead).
+    #[arg(long, env = "WARDEN_NO_WATCH")]
+    pub no_watch: bool,
     /// Identity settings.
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -192,6 +200,10 @@ pub struct Settings {
     pub anonymous_rate_limit: u32,
     /// Read the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Append every decision to this file.
+    pub decision_log: Option<PathBuf>,
+    /// Reload the policy set when its files change.
+    pub watch_policies: bool,
 }
 
 impl Settings {
@@ -218,6 +230,9 @@ impl Settings {
             idp_admin: None,
             anonymous_rate_limit: 30,
             trust_forwarded_for: false,
+            decision_log: None,
+            // `warden serve` watches unless --no-watch; tests opt in.
+            watch_policies: false,
         }
     }
 }
@@ -250,6 +265,8 @@ impl From<&ServeArgs> for Settings {
             },
             anonymous_rate_limit: args.identity.anonymous_rate_limit.max(1),
             trust_forwarded_for: args.identity.trust_forwarded_for,
+            decision_log: args.decision_log.clone(),
+            watch_policies: !args.no_watch,
         }
     }
 }

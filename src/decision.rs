@@ -25,6 +25,20 @@ pub enum Authn {
     OidcToken,
 }
 
+impl std::str::FromStr for Authn {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw {
+            "app" => Ok(Authn::App),
+            "anonymous_token" => Ok(Authn::AnonymousToken),
+            "oidc_token" => Ok(Authn::OidcToken),
+            other => Err(format!(
+                "unknown authn {other:?}; expected app, anonymous_token or oidc_token"
+            )),
+        }
+    }
+}
+
 impl Authn {
     /// The value policies see.
     pub fn as_str(self) -> &'static str {
@@ -90,6 +104,12 @@ pub struct DecisionInput {
     pub resource: EntityUid,
     context: Context,
     supplied: Vec<Entity>,
+    /// How the principal was established.
+    pub authn: Authn,
+    /// The caller's context as sent (without `authn`), for the decision log.
+    pub context_json: Map<String, Value>,
+    /// The caller's entities as sent, for the decision log.
+    pub entities_json: Option<Vec<Value>>,
 }
 
 /// Types whose entities only Warden may create: role groups come from stored
@@ -199,6 +219,7 @@ impl DecisionInput {
             &raw.action,
             &format!("{path}resource"),
         )?;
+        let context_json = raw.context.clone();
         let mut context = raw.context;
         if context.contains_key("authn") {
             return Err(input_error(
@@ -209,11 +230,12 @@ impl DecisionInput {
         context.insert("authn".into(), Value::String(raw.authn.as_str().into()));
         let context = Context::from_json_value(Value::Object(context), None)
             .map_err(|e| input_error(format!("{path}context"), e.to_string()))?;
-        let supplied = match raw.entities {
-            Some(values) if !values.is_empty() => {
-                supplied_entities(engine, values, &format!("{path}entities"))?
-            }
-            _ => Vec::new(),
+        let (supplied, entities_json) = match raw.entities {
+            Some(values) if !values.is_empty() => (
+                supplied_entities(engine, values.clone(), &format!("{path}entities"))?,
+                Some(values),
+            ),
+            _ => (Vec::new(), None),
         };
         Ok(DecisionInput {
             principal,
@@ -221,6 +243,9 @@ impl DecisionInput {
             resource,
             context,
             supplied,
+            authn: raw.authn,
+            context_json,
+            entities_json,
         })
     }
 
@@ -299,6 +324,55 @@ pub async fn decide_all(
     decide_in_world(engine, &world, inputs, path)
 }
 
+/// The facts of `world` as Cedar entities, and (only when some input
+/// supplies entities) the uids Warden stores, which supplied ones may not
+/// replace.
+fn stored_entities(
+    world: &crate::domain::World,
+    inputs: &[DecisionInput],
+) -> Result<(Entities, HashSet<EntityUid>), DecideError> {
+    let stored = entities::build(world).map_err(|e| StoreError::Query(e.to_string()))?;
+    let stored_uids: HashSet<EntityUid> = if inputs.iter().any(|i| !i.supplied.is_empty()) {
+        stored.iter().map(Entity::uid).collect()
+    } else {
+        HashSet::new()
+    };
+    let base =
+        Entities::from_entities(stored, None).map_err(|e| StoreError::Query(e.to_string()))?;
+    Ok((base, stored_uids))
+}
+
+/// `base` plus what `input` supplies; `field` names the entities in errors.
+fn with_supplied(
+    base: &Entities,
+    stored_uids: &HashSet<EntityUid>,
+    input: &DecisionInput,
+    field: String,
+) -> Result<Option<Entities>, DecideError> {
+    if input.supplied.is_empty() {
+        return Ok(None);
+    }
+    if let Some(clash) = input
+        .supplied
+        .iter()
+        .find(|e| stored_uids.contains(&e.uid()))
+    {
+        return Err(input_error(
+            field,
+            format!(
+                "{} is stored by Warden; request-supplied entities may add entities but never replace stored ones",
+                clash.uid()
+            ),
+        )
+        .into());
+    }
+    let merged = base
+        .clone()
+        .add_entities(input.supplied.iter().cloned(), None)
+        .map_err(|e| input_error(field, e.to_string()))?;
+    Ok(Some(merged))
+}
+
 /// Decides every input over the facts in `world` (loaded from the store, or
 /// the world of a policy test suite).
 pub fn decide_in_world(
@@ -307,15 +381,7 @@ pub fn decide_in_world(
     inputs: &[DecisionInput],
     path: &str,
 ) -> Result<Vec<Verdict>, DecideError> {
-    let stored = entities::build(world).map_err(|e| StoreError::Query(e.to_string()))?;
-    // Only requests that supply entities need to know what is stored.
-    let stored_uids: HashSet<EntityUid> = if inputs.iter().any(|i| !i.supplied.is_empty()) {
-        stored.iter().map(Entity::uid).collect()
-    } else {
-        HashSet::new()
-    };
-    let base =
-        Entities::from_entities(stored, None).map_err(|e| StoreError::Query(e.to_string()))?;
+    let (base, stored_uids) = stored_entities(world, inputs)?;
     let mut verdicts = Vec::with_capacity(inputs.len());
     for (index, input) in inputs.iter().enumerate() {
         let field = if inputs.len() == 1 && path.is_empty() {
@@ -323,33 +389,51 @@ pub fn decide_in_world(
         } else {
             format!("{path}[{index}].entities")
         };
-        let merged;
-        let slice = if input.supplied.is_empty() {
-            &base
-        } else {
-            if let Some(clash) = input
-                .supplied
-                .iter()
-                .find(|e| stored_uids.contains(&e.uid()))
-            {
-                return Err(input_error(
-                    field,
-                    format!(
-                        "{} is stored by Warden; request-supplied entities may add entities but never replace stored ones",
-                        clash.uid()
-                    ),
-                )
-                .into());
-            }
-            merged = base
-                .clone()
-                .add_entities(input.supplied.iter().cloned(), None)
-                .map_err(|e| input_error(field, e.to_string()))?;
-            &merged
-        };
-        verdicts.push(decide_one(engine, input, slice));
+        let merged = with_supplied(&base, &stored_uids, input, field)?;
+        verdicts.push(decide_one(engine, input, merged.as_ref().unwrap_or(&base)));
     }
     Ok(verdicts)
+}
+
+/// A decision with its explanation: the entity slice it was made over (Cedar
+/// entity JSON) and how each policy whose scope matches fared.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Explanation {
+    /// The entity slice, as Cedar entity JSON.
+    pub entities: Value,
+    /// Every policy whose scope matches the request, in file order.
+    pub policies: Vec<crate::policy::explain::PolicyTrace>,
+}
+
+/// Decides one input, loading its facts in one round trip, and explains the
+/// decision.
+pub async fn explain_one(
+    engine: &PolicyEngine,
+    store: &Store,
+    input: &DecisionInput,
+) -> Result<(Verdict, Explanation), DecideError> {
+    let mut keys = FactKeys::default();
+    input.collect_keys(&mut keys);
+    let world = store.load_facts(&keys).await?;
+    let inputs = std::slice::from_ref(input);
+    let (base, stored_uids) = stored_entities(&world, inputs)?;
+    let merged = with_supplied(&base, &stored_uids, input, "entities".into())?;
+    let slice = merged.as_ref().unwrap_or(&base);
+    let verdict = decide_one(engine, input, slice);
+    let policies = match Request::new(
+        input.principal.clone(),
+        input.action.clone(),
+        input.resource.clone(),
+        input.context.clone(),
+        None,
+    ) {
+        Ok(request) => engine.explain(&request, slice),
+        Err(_) => Vec::new(),
+    };
+    let entities = slice
+        .to_json_value()
+        .map_err(|e| StoreError::Query(e.to_string()))?;
+    Ok((verdict, Explanation { entities, policies }))
 }
 
 fn decide_one(engine: &PolicyEngine, input: &DecisionInput, slice: &Entities) -> Verdict {

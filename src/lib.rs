@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod config;
 pub mod decision;
+pub mod decision_log;
 pub mod domain;
 pub mod entities;
 pub mod http;

@@ -1,4 +1,5 @@
-//! The `warden` command: serve, migrate, import, validate, test.
+//! The `warden` command: serve, migrate, import, validate, test, diff,
+//! matrix, keys.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 use warden::audit::Actor;
 use warden::config::{redact_url, LogFormat, PolicyArgs, ServeArgs, Settings, StoreArgs};
 use warden::domain::World;
+use warden::policy::diff::{PolicySide, Sources};
 use warden::policy::report::{self, SuiteRun};
 use warden::policy::suite::run_file;
 use warden::policy::{LoadError, PolicyEngine};
@@ -59,6 +61,73 @@ enum Command {
         #[arg(long, value_enum, default_value_t = TestFormat::Text)]
         format: TestFormat,
     },
+    /// What a policy change does before it ships: asks two policy sets the
+    /// same decisions (test suites, an exhaustive generated world, optionally
+    /// a database sample and a decision log) and lists every decision that
+    /// changed, grouped by the policies responsible. Exit 1 when something
+    /// changed (unless --accept), 2 when a side cannot be loaded.
+    Diff {
+        /// The head's folders when --head is not given; the paths a git
+        /// revision is read at.
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// The policy set before the change: a git revision of this
+        /// repository (`main`, `HEAD~1`) or a folder (holding `policies/` and
+        /// `schema/`, or the `.cedar` files themselves).
+        #[arg(long)]
+        base: String,
+        /// The policy set after the change (default: --policies and
+        /// --schema as they are on disk); a folder or a git revision.
+        #[arg(long)]
+        head: Option<String>,
+        /// Policy test suites to evaluate (files or folders; default
+        /// tests/policies when it exists).
+        #[arg(long = "suites")]
+        suites: Vec<PathBuf>,
+        /// Also evaluate a bounded sample of (user, resource) pairs of this
+        /// database, over its facts.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Pairs to sample from the database.
+        #[arg(long, default_value_t = 1_000)]
+        sample: usize,
+        /// Replay a decision log (`serve --decision-log`) over the facts of
+        /// --database-url, or of the SQLite database in --data-dir.
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        /// Where the SQLite database a replay reads lives.
+        #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
+        data_dir: PathBuf,
+        /// `text` for people, `json` for tools (every change).
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+        format: ValidateFormat,
+        /// Changes listed per group in text (0: all).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Exit 0 even when decisions changed.
+        #[arg(long)]
+        accept: bool,
+    },
+    /// The permission matrix: for each resource type, principal situations
+    /// by actions, each cell decided by the policies with the deciding @ids.
+    Matrix {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// `markdown` (committed at docs/permissions.md) or one
+        /// self-contained `html` page.
+        #[arg(long, value_enum, default_value_t = MatrixFormat::Markdown)]
+        format: MatrixFormat,
+        /// Instead of printing, compare with this file: exit 1 when it no
+        /// longer matches the policies.
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum MatrixFormat {
+    Markdown,
+    Html,
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,6 +263,155 @@ fn test(policy: PolicyArgs, paths: Vec<PathBuf>, format: TestFormat) -> ExitCode
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The arguments of `warden diff`.
+struct DiffArgs {
+    policy: PolicyArgs,
+    base: String,
+    head: Option<String>,
+    suites: Vec<PathBuf>,
+    database_url: Option<String>,
+    sample: usize,
+    replay: Option<PathBuf>,
+    data_dir: PathBuf,
+    format: ValidateFormat,
+    limit: usize,
+    accept: bool,
+}
+
+async fn diff(args: DiffArgs) -> ExitCode {
+    let (policies, schema) = (&args.policy.policies, &args.policy.schema);
+    let sides = PolicySide::resolve(&args.base, policies, schema).and_then(|base| {
+        let head = match &args.head {
+            Some(spec) => PolicySide::resolve(spec, policies, schema)?,
+            None => PolicySide::load(&policies.display().to_string(), policies, schema, None)?,
+        };
+        Ok((base, head))
+    });
+    let (base, head) = match sides {
+        Ok(sides) => sides,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let suite_paths = if args.suites.is_empty() {
+        let default = PathBuf::from("tests/policies");
+        if default.is_dir() {
+            vec![default]
+        } else {
+            Vec::new()
+        }
+    } else {
+        args.suites
+    };
+    let suites = match suite_files(&suite_paths) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let replay = match &args.replay {
+        Some(path) => match warden::decision_log::read(path) {
+            Ok(lines) => lines,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Vec::new(),
+    };
+    let url = match (&args.database_url, &args.replay) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(_)) => {
+            let file = args.data_dir.join("warden.db");
+            if !file.is_file() {
+                eprintln!(
+                    "error: a replay needs the facts its decisions were made on: no database at {} (give --database-url or --data-dir)",
+                    file.display()
+                );
+                return ExitCode::from(2);
+            }
+            Some(warden::store::sqlite_url(&args.data_dir))
+        }
+        (None, None) => None,
+    };
+    // Read-only use: connect, never migrate someone's database from a diff.
+    let database = match &url {
+        Some(url) => match warden::store::Store::connect(url).await {
+            Ok(store) => Some(store),
+            Err(e) => {
+                eprintln!("error: cannot use the database at {}: {e}", redact_url(url));
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let sources = Sources {
+        suites,
+        database,
+        sample: if args.database_url.is_some() {
+            args.sample
+        } else {
+            0
+        },
+        replay,
+    };
+    let result = match warden::policy::diff::run(&base, &head, sources).await {
+        Ok(result) => result,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.format {
+        ValidateFormat::Text => emit(&result.text(args.limit)),
+        ValidateFormat::Json => emit(&format!("{}\n", result.json())),
+    }
+    if result.changes.is_empty() || args.accept {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn matrix(policy: PolicyArgs, format: MatrixFormat, check: Option<PathBuf>) -> ExitCode {
+    let engine = match PolicyEngine::load(&policy.policies, &policy.schema) {
+        Ok(engine) => engine,
+        Err(e) => {
+            report_policies(e);
+            return ExitCode::from(2);
+        }
+    };
+    let matrix = warden::policy::matrix::compute(&engine);
+    let text = match format {
+        MatrixFormat::Markdown => matrix.markdown(),
+        MatrixFormat::Html => matrix.html(),
+    };
+    let Some(file) = check else {
+        emit(&text);
+        return ExitCode::SUCCESS;
+    };
+    match std::fs::read_to_string(&file) {
+        Ok(committed) if committed == text => {
+            println!("ok: {} matches the policies", file.display());
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            eprintln!(
+                "error: {} no longer matches the policies; regenerate it with `warden matrix > {}` and review the change",
+                file.display(),
+                file.display()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -375,5 +593,39 @@ async fn main() -> ExitCode {
             paths,
             format,
         } => test(policy, paths, format),
+        Command::Diff {
+            policy,
+            base,
+            head,
+            suites,
+            database_url,
+            sample,
+            replay,
+            data_dir,
+            format,
+            limit,
+            accept,
+        } => {
+            telemetry::init_logging(LogFormat::Text);
+            diff(DiffArgs {
+                policy,
+                base,
+                head,
+                suites,
+                database_url,
+                sample,
+                replay,
+                data_dir,
+                format,
+                limit,
+                accept,
+            })
+            .await
+        }
+        Command::Matrix {
+            policy,
+            format,
+            check,
+        } => matrix(policy, format, check),
     }
 }

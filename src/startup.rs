@@ -4,6 +4,7 @@
 
 use crate::audit::Actor;
 use crate::config::{redact_url, Settings};
+use crate::decision_log::DecisionLog;
 use crate::domain::World;
 use crate::http::{self, AppState, StateParts};
 use crate::identity::{Identity, IdentitySettings};
@@ -56,6 +57,7 @@ pub struct Application {
     state: Arc<AppState>,
     router: axum::Router,
     admin_key_file: Option<PathBuf>,
+    watch_policies: bool,
 }
 
 /// Opens and migrates the database at `url`.
@@ -151,6 +153,63 @@ fn reload_on_sighup(state: Arc<AppState>) {
     let _ = state;
 }
 
+mod watch {
+    //! Reloads the policy set when a file in the policy or schema folder
+    //! changes. Editors save in several steps (truncate, write, rename), so
+    //! events are debounced; a half-written set is refused like any invalid
+    //! one and the last good set keeps serving until the next change.
+
+    use super::Actor;
+    use crate::http::AppState;
+    use notify::RecursiveMode;
+    use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// How long the folders must be quiet before a reload.
+    pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+    /// Starts watching; `None` (with a warning) when the platform refuses.
+    pub fn reload_on_change(state: Arc<AppState>) -> Option<Debouncer<notify::RecommendedWatcher>> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| match events {
+            Ok(events) if !events.is_empty() => {
+                let _ = tx.send(());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "policy folder watch error"),
+        });
+        let mut debouncer = match debouncer {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the policy folders; reload with SIGHUP or the admin route");
+                return None;
+            }
+        };
+        let (policies, schema) = state.policy_dirs();
+        for dir in [&policies, &schema] {
+            if let Err(e) = debouncer.watcher().watch(dir, RecursiveMode::NonRecursive) {
+                tracing::warn!(folder = %dir.display(), error = %e,
+                    "cannot watch the folder; reload with SIGHUP or the admin route");
+                return None;
+            }
+        }
+        tracing::info!(policies = %policies.display(), schema = %schema.display(),
+            "watching the policy folders; a change reloads the policy set");
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                while rx.try_recv().is_ok() {}
+                // Reload only when the content changed (a touch, an editor's
+                // swap file): the version is the content hash.
+                if state.policies_changed_on_disk() {
+                    let _ = state.reload(Actor::cli("policy file change"), None).await;
+                }
+            }
+        });
+        Some(debouncer)
+    }
+}
+
 /// Deletes old rate-limit counters every few minutes (any replica may).
 fn prune_rate_limits(state: Arc<AppState>) {
     tokio::spawn(async move {
@@ -233,6 +292,13 @@ impl Application {
                 "--oidc-audience is not set: the provider's tokens are accepted for any audience"
             );
         }
+        let decision_log = match &settings.decision_log {
+            Some(path) => Some(DecisionLog::open(path).map_err(|source| StartError::Io {
+                what: format!("open the decision log {}", path.display()),
+                source,
+            })?),
+            None => None,
+        };
         let state = Arc::new(AppState::new(
             store,
             engine,
@@ -243,6 +309,7 @@ impl Application {
                 identity,
                 anonymous_rate_limit: settings.anonymous_rate_limit,
                 trust_forwarded_for: settings.trust_forwarded_for,
+                decision_log,
             },
         ));
         let router = http::router(state.clone(), settings.request_timeout);
@@ -251,6 +318,7 @@ impl Application {
             state,
             router,
             admin_key_file,
+            watch_policies: settings.watch_policies,
         })
     }
 
@@ -275,6 +343,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         reload_on_sighup(self.state.clone());
+        // Dropping the watcher stops it: keep it for as long as we serve.
+        let _watcher = if self.watch_policies {
+            watch::reload_on_change(self.state.clone())
+        } else {
+            None
+        };
         prune_rate_limits(self.state.clone());
         axum::serve(
             self.listener,

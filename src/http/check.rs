@@ -6,7 +6,8 @@ use super::extract::route::Decide;
 use super::extract::{Allowed, JsonBody};
 use super::AppState;
 use crate::decision::{
-    decide_all, Authn, DecideError, DecisionInput, EntityRef, InputError, RawDecision,
+    decide_all, explain_one, Authn, DecideError, DecisionInput, EntityRef, Explanation, InputError,
+    RawDecision,
 };
 use crate::identity::TokenPrincipal;
 use crate::policy::{EvalError, PolicyEngine, Verdict};
@@ -68,6 +69,10 @@ pub struct CheckBody {
     /// Extra Cedar entities.
     #[serde(default)]
     pub entities: Option<Vec<Value>>,
+    /// `/v1/check` only: also return the entity slice and how each policy
+    /// whose scope matches fared (for a deny, why the permits did not apply).
+    #[serde(default)]
+    pub explain: bool,
 }
 
 impl CheckBody {
@@ -131,6 +136,9 @@ pub struct CheckResponse {
     pub errors: Vec<EvalError>,
     /// Version of the policy set that decided.
     pub policy_version: String,
+    /// With `"explain": true`: the slice and the policies' traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Explanation>,
 }
 
 impl CheckResponse {
@@ -140,18 +148,24 @@ impl CheckResponse {
             reasons: verdict.reasons,
             errors: verdict.errors,
             policy_version: version.to_string(),
+            explain: None,
         }
     }
 }
 
-/// Logs one decision (never tokens or keys) and counts it.
+/// Logs one decision (never tokens or keys), counts it, and appends it to
+/// the decision log when one is configured.
 pub fn log_decision(
+    state: &AppState,
     input: &DecisionInput,
     verdict: &Verdict,
     micros: u128,
     version: &str,
     batched: bool,
 ) {
+    if let Some(log) = &state.decision_log {
+        log.record(input, verdict, version);
+    }
     let decision = if verdict.allow { "allow" } else { "deny" };
     metrics::counter!("warden_decisions_total", "decision" => decision).increment(1);
     if batched {
@@ -179,6 +193,7 @@ pub async fn decide_logged(
     let batched = inputs.len() > 1;
     for (input, verdict) in inputs.iter().zip(&verdicts) {
         log_decision(
+            state,
             input,
             verdict,
             elapsed.as_micros(),
@@ -233,7 +248,23 @@ async fn check(
         .into_iter()
         .collect();
     let verified = verify_tokens(&state, &tokens).await?;
+    let explain = body.explain;
     let input = DecisionInput::parse(&engine, body.into_raw("", &verified)?, "")?;
+    if explain {
+        let started = Instant::now();
+        let (verdict, explanation) = explain_one(&engine, &state.store, &input).await?;
+        log_decision(
+            &state,
+            &input,
+            &verdict,
+            started.elapsed().as_micros(),
+            engine.version(),
+            false,
+        );
+        let mut response = CheckResponse::new(verdict, engine.version());
+        response.explain = Some(explanation);
+        return Ok(Json(response));
+    }
     let verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "").await?;
     let verdict = verdicts
         .into_iter()
@@ -280,6 +311,12 @@ async fn batch(
         })
         .collect();
     let verified = verify_tokens(&state, &tokens).await?;
+    if let Some(i) = body.requests.iter().position(|r| r.explain) {
+        return Err(ApiError::bad_request(format!(
+            "requests[{i}].explain: explanations are given by /v1/check, one decision at a time"
+        ))
+        .with("field", json!(format!("requests[{i}].explain"))));
+    }
     let mut inputs = Vec::with_capacity(body.requests.len());
     for (i, request) in body.requests.into_iter().enumerate() {
         let path = format!("requests[{i}].");

@@ -63,6 +63,8 @@ pub struct AppState {
     pub anonymous_rate_limit: u32,
     /// Read the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Where every decision is appended, when configured.
+    pub decision_log: Option<crate::decision_log::DecisionLog>,
 }
 
 /// What [`AppState::new`] needs besides the store and policies.
@@ -77,6 +79,8 @@ pub struct StateParts {
     pub anonymous_rate_limit: u32,
     /// Read the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Where every decision is appended, when configured.
+    pub decision_log: Option<crate::decision_log::DecisionLog>,
 }
 
 /// The outcome of a policy reload.
@@ -125,11 +129,13 @@ impl AppState {
             identity,
             anonymous_rate_limit,
             trust_forwarded_for,
+            decision_log,
         } = parts;
         AppState {
             identity,
             anonymous_rate_limit,
             trust_forwarded_for,
+            decision_log,
             policy_dirs,
             last_reload: std::sync::Mutex::new(None),
             store,
@@ -147,6 +153,21 @@ impl AppState {
     /// new one is swapped in meanwhile.
     pub fn engine(&self) -> Arc<PolicyEngine> {
         self.engine.load_full()
+    }
+
+    /// The folders the policy set is loaded from: (policies, schema).
+    pub fn policy_dirs(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        self.policy_dirs.clone()
+    }
+
+    /// Whether the files on disk differ from the set serving (by content
+    /// hash); unreadable files count as changed, so the reload says why.
+    pub fn policies_changed_on_disk(&self) -> bool {
+        let (policies, schema) = &self.policy_dirs;
+        match PolicyEngine::version_on_disk(policies, schema) {
+            Ok(version) => version != self.engine().version(),
+            Err(_) => true,
+        }
     }
 
     /// The outcome of the last reload, if there was one.

@@ -7,6 +7,11 @@
 //! errors for a request, the decision is deny.
 
 pub mod diagnostics;
+pub mod diff;
+pub mod explain;
+pub mod generated;
+pub mod matrix;
+pub mod probe;
 pub mod report;
 pub mod suite;
 
@@ -356,6 +361,14 @@ impl PolicyEngine {
             infos,
             authorizer: Authorizer::new(),
         })
+    }
+
+    /// The version the files in these folders would load as, without
+    /// parsing or validating them.
+    pub fn version_on_disk(policies_dir: &Path, schema_dir: &Path) -> Result<String, LoadError> {
+        let schema_files = read_dir(schema_dir, "cedarschema")?;
+        let policy_files = read_dir(policies_dir, "cedar")?;
+        Ok(version_of(&schema_files, &policy_files))
     }
 
     /// The content hash of the schema and policy files: `sha256:` and 16 hex digits.

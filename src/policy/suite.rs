@@ -91,14 +91,7 @@ pub struct Outcome {
 }
 
 fn authn(raw: Option<&str>) -> Result<Authn, String> {
-    match raw.unwrap_or("app") {
-        "app" => Ok(Authn::App),
-        "anonymous_token" => Ok(Authn::AnonymousToken),
-        "oidc_token" => Ok(Authn::OidcToken),
-        other => Err(format!(
-            "unknown authn {other:?}; expected app, anonymous_token or oidc_token"
-        )),
-    }
+    raw.unwrap_or("app").parse()
 }
 
 fn describe(v: &Verdict) -> String {
@@ -123,19 +116,29 @@ fn describe(v: &Verdict) -> String {
 
 /// Runs every case of the suite in `file`.
 pub fn run_file(engine: &PolicyEngine, file: &Path) -> Result<Vec<Outcome>, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let suite: Suite =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let suite = read_suite(file)?;
     let label = file
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     run(engine, &label, suite)
 }
 
-/// Runs every case of `suite`; `label` prefixes the case names.
-pub fn run(engine: &PolicyEngine, label: &str, suite: Suite) -> Result<Vec<Outcome>, String> {
-    let mut pairs = Vec::new();
-    let mut inputs = Vec::new();
+/// One decision a suite asks for: the case, the action and its expected outcome.
+pub struct SuiteProbe<'a> {
+    /// The case.
+    pub case: &'a Case,
+    /// The action checked.
+    pub action: String,
+    /// The expected decision.
+    pub expected: Expected,
+    /// The request, before validation against a schema.
+    pub raw: RawDecision,
+}
+
+/// Every (case, action) pair of `suite` as a decision request; `label`
+/// prefixes error messages. `warden test` and `warden diff` share it.
+pub fn probes<'a>(label: &str, suite: &'a Suite) -> Result<Vec<SuiteProbe<'a>>, String> {
+    let mut out = Vec::new();
     for case in &suite.cases {
         let mut expectations: Vec<(String, Expected)> = case.expect.clone().into_iter().collect();
         match (&case.action, case.decision) {
@@ -166,11 +169,32 @@ pub fn run(engine: &PolicyEngine, label: &str, suite: Suite) -> Result<Vec<Outco
                 entities: Some(suite.entities.clone()),
                 authn: authn(case.authn.as_deref()).map_err(|e| format!("{label}: {e}"))?,
             };
-            let input = DecisionInput::parse(engine, raw, "")
-                .map_err(|e| format!("{label}: case {:?}: {e}", case.name))?;
-            inputs.push(input);
-            pairs.push((case, action, expected));
+            out.push(SuiteProbe {
+                case,
+                action,
+                expected,
+                raw,
+            });
         }
+    }
+    Ok(out)
+}
+
+/// Reads and parses the suite in `file`.
+pub fn read_suite(file: &Path) -> Result<Suite, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// Runs every case of `suite`; `label` prefixes the case names.
+pub fn run(engine: &PolicyEngine, label: &str, suite: Suite) -> Result<Vec<Outcome>, String> {
+    let mut pairs = Vec::new();
+    let mut inputs = Vec::new();
+    for probe in probes(label, &suite)? {
+        let input = DecisionInput::parse(engine, probe.raw, "")
+            .map_err(|e| format!("{label}: case {:?}: {e}", probe.case.name))?;
+        inputs.push(input);
+        pairs.push((probe.case, probe.action, probe.expected));
     }
     let verdicts = decide_in_world(engine, &suite.world, &inputs, "cases")
         .map_err(|e| format!("{label}: {e}"))?;

@@ -14,6 +14,7 @@ pub mod api_keys;
 pub mod facts;
 pub mod identity;
 pub mod rate_limits;
+pub mod sample;
 pub mod world;
 
 use crate::audit::AuditEvent;
