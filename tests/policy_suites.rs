@@ -33,3 +33,20 @@ fn policy_suites_pass() {
         failures.join("\n")
     );
 }
+
+/// `docs/permissions.md` is what `warden matrix` computes from the policies:
+/// a policy edit that changes a decision must come with the regenerated file.
+#[test]
+fn the_committed_permission_matrix_matches_the_policies() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let engine = PolicyEngine::load(&root.join("policies"), &root.join("schema"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let computed = warden::policy::matrix::compute(&engine).markdown();
+    let committed = std::fs::read_to_string(root.join("docs/permissions.md"))
+        .expect("docs/permissions.md exists");
+    assert!(
+        committed == computed,
+        "docs/permissions.md no longer matches the policies; regenerate it with \
+         `cargo run -- matrix > docs/permissions.md` and review the diff"
+    );
+}

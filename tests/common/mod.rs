@@ -106,6 +106,8 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     pub data_dir: PathBuf,
     pub db: Db,
+    /// The URL of this server's database.
+    pub database_url: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: TempDir,
     _pg: Option<PgDatabase>,
@@ -159,7 +161,7 @@ pub async fn spawn_configured(
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = url.unwrap_or_else(|| warden::store::sqlite_url(dir.path()));
-    let mut settings = settings(dir.path(), url);
+    let mut settings = settings(dir.path(), url.clone());
     configure(&mut settings);
     let app = Application::build(&settings)
         .await
@@ -182,6 +184,7 @@ pub async fn spawn_configured(
         state,
         data_dir: dir.path().to_path_buf(),
         db,
+        database_url: settings.database_url.clone(),
         shutdown: Some(tx),
         _dir: dir,
         _pg: pg,

@@ -13,6 +13,7 @@ mod identity;
 mod jwt_attacks;
 mod ops;
 mod outage;
+mod policy_tools;
 mod random_worlds;
 mod reload;
 mod startup;

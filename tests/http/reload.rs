@@ -104,3 +104,133 @@ async fn reloading_applies_valid_edits_and_refuses_invalid_ones() {
     let metrics = app.metrics().await;
     assert!(metrics.contains("warden_policy_reloads_total"), "{metrics}");
 }
+
+/// Waits up to 10 s for the served policy version to differ from `from`.
+async fn wait_for_version_change(
+    app: &crate::common::TestApp,
+    from: &serde_json::Value,
+) -> serde_json::Value {
+    for _ in 0..200 {
+        let (_, listing) = app.get("/v1/admin/policies").await;
+        if listing["last_reload"] != serde_json::Value::Null
+            && listing["last_reload"]["at"] != from["last_reload"]["at"]
+        {
+            return listing;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the policy folder change was not picked up within 10 s");
+}
+
+#[tokio::test]
+async fn a_change_in_the_policy_folder_reloads_the_set() {
+    let policies = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("policies"), policies.path());
+    let dir = policies.path().to_path_buf();
+    let app = spawn_configured(Db::Sqlite, None, None, move |s| {
+        s.policies = dir;
+        s.watch_policies = true;
+    })
+    .await;
+    app.import(&json!({
+        "users": [{"id": "o", "kind": "registered"}, {"id": "e", "kind": "registered"}],
+        "workspaces": [{"id": "w", "owner": "o"}],
+        "memberships": [{"user": "e", "scope": "workspace", "id": "w", "role": "editor"}]
+    }))
+    .await;
+    assert_eq!(app.decide("e", "invite", "Workspace", "w").await, "deny");
+    let (_, before) = app.get("/v1/admin/policies").await;
+    let roles = policies.path().join("workspace-roles.cedar");
+    edit(
+        &roles,
+        "    Warden::Action::\"share\"\n  ],",
+        "    Warden::Action::\"share\",\n    Warden::Action::\"invite\"\n  ],",
+    );
+    let after = wait_for_version_change(&app, &before).await;
+    assert_eq!(after["last_reload"]["ok"], true, "{after}");
+    assert_ne!(after["version"], before["version"]);
+    assert_eq!(app.decide("e", "invite", "Workspace", "w").await, "allow");
+
+    // A broken save is refused and the last good set keeps serving.
+    edit(
+        &roles,
+        "resource.workspace.owner == principal",
+        "resource.workspace.ownr == principal",
+    );
+    let refused = wait_for_version_change(&app, &after).await;
+    assert_eq!(refused["last_reload"]["ok"], false, "{refused}");
+    assert_eq!(refused["version"], after["version"]);
+    assert_eq!(app.decide("e", "invite", "Workspace", "w").await, "allow");
+}
+
+#[tokio::test]
+async fn reloading_under_load_fails_no_request() {
+    let policies = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("policies"), policies.path());
+    let dir = policies.path().to_path_buf();
+    let app = std::sync::Arc::new(
+        spawn_configured(Db::Sqlite, None, None, move |s| s.policies = dir).await,
+    );
+    app.import(&json!({
+        "users": [{"id": "o", "kind": "registered"}, {"id": "e", "kind": "registered"}],
+        "workspaces": [{"id": "w", "owner": "o"}],
+        "memberships": [{"user": "e", "scope": "workspace", "id": "w", "role": "editor"}]
+    }))
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (app, stop) = (app.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) = app
+                    .post(
+                        "/v1/check",
+                        &json!({"principal": {"type": "User", "id": "e"},
+                        "action": "invite", "resource": {"type": "Workspace", "id": "w"}}),
+                    )
+                    .await;
+                answers.push((
+                    status,
+                    body["decision"].clone(),
+                    body["policy_version"].clone(),
+                ));
+            }
+            answers
+        }));
+    }
+    let roles = policies.path().join("workspace-roles.cedar");
+    let strict = std::fs::read_to_string(&roles).unwrap();
+    let loose = strict.replacen(
+        "    Warden::Action::\"share\"\n  ],",
+        "    Warden::Action::\"share\",\n    Warden::Action::\"invite\"\n  ],",
+        1,
+    );
+    let mut versions = std::collections::BTreeMap::new();
+    for round in 0..10 {
+        let (text, decision) = if round % 2 == 0 {
+            (&loose, "allow")
+        } else {
+            (&strict, "deny")
+        };
+        std::fs::write(&roles, text).unwrap();
+        let (status, body) = app.post("/v1/admin/policies/reload", &json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        versions.insert(body["version"].as_str().unwrap().to_string(), decision);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for client in clients {
+        for (status, decision, version) in client.await.unwrap() {
+            total += 1;
+            assert_eq!(status, 200, "a request failed during reloads");
+            // Each answer is the one its policy version gives.
+            if let Some(expected) = versions.get(version.as_str().unwrap()) {
+                assert_eq!(decision, *expected, "version {version}");
+            }
+        }
+    }
+    assert!(total > 50, "only {total} requests ran during the reloads");
+}
