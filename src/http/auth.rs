@@ -118,7 +118,13 @@ fn allowed(state: &AppState, client: &ClientAddr, action: &str) -> Result<(), Ap
     }
 }
 
-async fn rate_limit(state: &AppState, route: &str, client: &ClientAddr) -> Result<(), ApiError> {
+/// Counts a hit of `client` on the public `route` (in the database, so
+/// replicas count together); 429 over `--anonymous-rate-limit` a minute.
+pub(crate) async fn rate_limit(
+    state: &AppState,
+    route: &str,
+    client: &ClientAddr,
+) -> Result<(), ApiError> {
     let bucket = format!("{route}:{}", client.0);
     match state
         .store

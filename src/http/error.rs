@@ -6,6 +6,7 @@
 use crate::decision::{DecideError, InputError};
 use crate::identity::TokenError;
 use crate::store::identity::LinkError;
+use crate::store::manage::ManageError;
 use crate::store::world::ImportError;
 use crate::store::StoreError;
 use axum::http::StatusCode;
@@ -174,6 +175,19 @@ impl From<StoreError> for ApiError {
                     "internal error; the server log has the cause",
                 )
             }
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::NotFound(message) => ApiError::not_found(message),
+            ManageError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            ManageError::Gone(message) => ApiError::new(StatusCode::GONE, "gone", message),
+            ManageError::Store(e) => e.into(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod authzen;
 pub mod check;
 pub mod error;
 pub mod extract;
+pub mod manage;
 pub mod ops;
 
 use crate::policy::PolicyEngine;
@@ -34,6 +35,8 @@ use tower_http::trace::TraceLayer;
 pub const DECISION_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Largest body of an identity request (a token or two).
 pub const AUTH_BODY_LIMIT: usize = 64 * 1024;
+/// Largest body of a management request (one resource, member or invite).
+pub const MANAGE_BODY_LIMIT: usize = 1024 * 1024;
 /// Largest body of an admin request (a whole import document).
 pub const ADMIN_BODY_LIMIT: usize = 256 * 1024 * 1024;
 /// How long an admin request (a large import or export) may run.
@@ -388,6 +391,9 @@ pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
         .merge(decisions)
         .merge(admin)
         .merge(with_timeout(auth::router(), timeout).layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT)))
+        .merge(
+            with_timeout(manage::router(), timeout).layer(DefaultBodyLimit::max(MANAGE_BODY_LIMIT)),
+        )
         .merge(with_timeout(ops::router(), timeout))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -50,6 +50,10 @@ pub struct OidcClaims {
     /// Email.
     #[serde(default)]
     pub email: Option<String>,
+    /// Whether the provider verified the email (OIDC standard claim; Clerk
+    /// puts only verified primary emails in its tokens and omits it).
+    #[serde(default)]
+    pub email_verified: Option<bool>,
     /// Display name.
     #[serde(default)]
     pub name: Option<String>,

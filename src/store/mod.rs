@@ -13,6 +13,7 @@
 pub mod api_keys;
 pub mod facts;
 pub mod identity;
+pub mod manage;
 pub mod rate_limits;
 pub mod sample;
 pub mod world;
@@ -90,6 +91,7 @@ pub const TABLES: &[&str] = &[
     "anonymous_tokens",
     "signing_keys",
     "rate_limits",
+    "invites",
 ];
 
 /// How long a request waits for a database connection before answering 503.

@@ -160,7 +160,15 @@ pub async fn spawn_configured(
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = url.unwrap_or_else(|| warden::store::sqlite_url(dir.path()));
+    // A Postgres test always runs on Postgres: a fresh database unless the
+    // caller brings one (or a URL to share with another server).
+    let pg = match (db, pg, &url) {
+        (Db::Postgres, None, None) => Some(PgDatabase::create().await),
+        (_, pg, _) => pg,
+    };
+    let url = url
+        .or_else(|| pg.as_ref().map(PgDatabase::url))
+        .unwrap_or_else(|| warden::store::sqlite_url(dir.path()));
     let mut settings = settings(dir.path(), url.clone());
     configure(&mut settings);
     let app = Application::build(&settings)

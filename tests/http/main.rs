@@ -11,6 +11,7 @@ mod decisions;
 mod errors;
 mod identity;
 mod jwt_attacks;
+mod manage;
 mod ops;
 mod outage;
 mod policy_tools;

@@ -1,0 +1,206 @@
+//! The management API (CONTRACT §5): end users, authenticated by their own
+//! bearer JWT (Warden's anonymous token or the identity provider's), create
+//! and change the facts Warden decides on.
+//!
+//! Warden eats its own cooking: every route is a Cedar action on its target
+//! (`read`, `write`, `share`, `delete`, `manage_members`, `invite`,
+//! `create_project`, `create_asset`, `create_workspace`, `read_audit`,
+//! `accept_invite`), asked of the same policies and the same fact loader as
+//! `/v1/check`, and logged as a decision. Nothing a client sends is taken as
+//! identity. Writes live in `store::manage`, one audited transaction each.
+//!
+//! - [`resources`]: workspaces, projects, assets (create, read, list,
+//!   update, move, delete) and audit trails.
+//! - [`sharing`]: members, grants, invites.
+
+pub mod resources;
+pub mod sharing;
+
+use super::check::decide_logged;
+use super::error::ApiError;
+use super::extract::bearer;
+use super::AppState;
+use crate::audit::Actor;
+use crate::decision::{Authn, DecisionInput, EntityRef, RawDecision};
+use crate::domain::Id;
+use crate::store::manage::Change;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// The routes of the management API.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .merge(resources::router())
+        .merge(sharing::router())
+}
+
+/// The end user calling, established from the verified bearer token.
+#[derive(Clone, Debug)]
+pub struct EndUser {
+    /// Canonical user id.
+    pub user_id: String,
+    /// Which kind of token proved it.
+    pub authn: Authn,
+    /// The token, to read its verified claims (the email, on invite accept).
+    token: String,
+    /// The request id, for audit events.
+    pub request_id: Option<String>,
+}
+
+impl EndUser {
+    /// Who is changing what, for the audit event.
+    pub fn change(&self) -> Change {
+        Change {
+            actor: Actor::user(&self.user_id),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for EndUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let token = bearer(&parts.headers, "user token")?.to_string();
+        let principals = state
+            .identity
+            .principals(&[token.as_str()])
+            .await
+            .map_err(|(_, e)| ApiError::from(e))?;
+        let principal = principals
+            .get(&token)
+            .cloned()
+            .ok_or_else(|| ApiError::unauthenticated("the token was not verified"))?;
+        Ok(EndUser {
+            user_id: principal.user_id,
+            authn: principal.authn,
+            token,
+            request_id,
+        })
+    }
+}
+
+/// Parses an id from a path or body, naming the field in the error.
+pub fn parse_id(raw: &str, field: &str) -> Result<Id, ApiError> {
+    Id::parse(raw)
+        .map_err(|e| ApiError::bad_request(format!("{field}: {e}")).with("field", json!(field)))
+}
+
+/// Asks the policies whether `user` may perform `action` on `ty` `id`
+/// (with extra `context`). 404 when the resource does not exist, 403 when
+/// the policies deny.
+pub async fn authorize(
+    state: &AppState,
+    user: &EndUser,
+    action: &str,
+    ty: &str,
+    id: &str,
+    context: Map<String, Value>,
+) -> Result<(), ApiError> {
+    let engine = state.engine();
+    let raw = RawDecision {
+        principal: EntityRef {
+            ty: "User".into(),
+            id: user.user_id.clone(),
+        },
+        action: action.into(),
+        resource: EntityRef {
+            ty: ty.into(),
+            id: id.into(),
+        },
+        context,
+        entities: None,
+        authn: user.authn,
+    };
+    let input = DecisionInput::parse(&engine, raw, "")?;
+    let verdicts = decide_logged(state, &engine, std::slice::from_ref(&input), "").await?;
+    let Some(verdict) = verdicts.into_iter().next() else {
+        return Err(ApiError::forbidden("no decision was made; refused"));
+    };
+    if verdict.allow {
+        return Ok(());
+    }
+    if verdict
+        .errors
+        .iter()
+        .any(|e| e.policy.is_none() && e.message.starts_with("unknown resource"))
+    {
+        return Err(ApiError::not_found(format!(
+            "no {} {id}",
+            ty.to_lowercase()
+        )));
+    }
+    tracing::info!(user = %user.user_id, action, ty, id, reasons = ?verdict.reasons, "management request refused by policy");
+    let mut error = ApiError::forbidden(format!(
+        "you may not {action} {} {id}; ask someone who manages it for access",
+        ty.to_lowercase()
+    ))
+    .with("policy_version", json!(engine.version()));
+    if !verdict.reasons.is_empty() {
+        error = error.with("reasons", json!(verdict.reasons));
+    }
+    Err(error)
+}
+
+/// Cursor pagination: `?cursor=<last id>&limit=<n>`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Items per page (1 to [`MAX_PAGE`], default [`DEFAULT_PAGE`]).
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// Listing filter: the workspace (projects) or project (assets).
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// Listing filter: the project (assets).
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
+/// Items per page unless asked otherwise.
+pub const DEFAULT_PAGE: i64 = 50;
+/// Most items per page.
+pub const MAX_PAGE: i64 = 500;
+
+impl Page {
+    /// The page size, checked.
+    pub fn size(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE),
+            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::bad_request(format!(
+                "limit: must be between 1 and {MAX_PAGE}, got {n}"
+            ))
+            .with("field", json!("limit"))),
+        }
+    }
+}
+
+/// A query string parsed with errors naming the parameter.
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Default> FromRequestParts<Arc<AppState>> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &Arc<AppState>) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(Query)
+            .map_err(|e| ApiError::bad_request(format!("query: {e}")).with("field", json!("query")))
+    }
+}

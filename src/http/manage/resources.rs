@@ -1,0 +1,702 @@
+//! Workspaces, projects and assets: create, read, list, update (visibility,
+//! public access, owner, moves), delete, and each one's audit trail.
+//!
+//! Lists show what the caller may `read`, decided by the policies over
+//! candidates drawn from the caller's own relations (owner, member,
+//! grantee): a resource reachable only by a public link is never listed.
+
+use super::{authorize, parse_id, EndUser, Page, Query};
+use crate::decision::{decide_in_world, DecisionInput, EntityRef, RawDecision};
+use crate::domain::{
+    AssetRecord, Id, ProjectRecord, PublicAccess, Visibility, WorkspaceRecord, World,
+};
+use crate::http::error::ApiError;
+use crate::http::extract::JsonBody;
+use crate::http::AppState;
+use crate::store::facts::FactKeys;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// The routes of this module.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/v1/workspaces",
+            get(list_workspaces).post(create_workspace),
+        )
+        .route(
+            "/v1/workspaces/{id}",
+            get(get_workspace)
+                .patch(update_workspace)
+                .delete(delete_workspace),
+        )
+        .route("/v1/workspaces/{id}/audit", get(workspace_audit))
+        .route("/v1/projects", get(list_projects).post(create_project))
+        .route(
+            "/v1/projects/{id}",
+            get(get_project)
+                .patch(update_project)
+                .delete(delete_project),
+        )
+        .route("/v1/projects/{id}/audit", get(project_audit))
+        .route("/v1/assets", get(list_assets).post(create_asset))
+        .route(
+            "/v1/assets/{id}",
+            get(get_asset).patch(update_asset).delete(delete_asset),
+        )
+        .route("/v1/assets/{id}/audit", get(asset_audit))
+}
+
+fn new_id(prefix: &str) -> Result<Id, ApiError> {
+    parse_id(&format!("{prefix}_{}", uuid::Uuid::new_v4().simple()), "id")
+}
+
+fn no_context() -> Map<String, Value> {
+    Map::new()
+}
+
+/// `POST /v1/workspaces` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWorkspace {
+    /// The app's own id (default: generated).
+    #[serde(default)]
+    id: Option<String>,
+    /// Default private.
+    #[serde(default)]
+    visibility: Visibility,
+}
+
+async fn create_workspace(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    JsonBody(body): JsonBody<NewWorkspace>,
+) -> Result<(StatusCode, Json<WorkspaceRecord>), ApiError> {
+    authorize(
+        &state,
+        &user,
+        "create_workspace",
+        "User",
+        &user.user_id,
+        no_context(),
+    )
+    .await?;
+    let id = match &body.id {
+        Some(raw) => parse_id(raw, "id")?,
+        None => new_id("w")?,
+    };
+    let record = WorkspaceRecord {
+        id,
+        owner: parse_id(&user.user_id, "owner")?,
+        visibility: body.visibility,
+    };
+    state
+        .store
+        .create_workspace(&record, &user.change())
+        .await?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+async fn get_workspace(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+) -> Result<Json<WorkspaceRecord>, ApiError> {
+    authorize(&state, &user, "read", "Workspace", &id, no_context()).await?;
+    let record = state.store.workspace(&id).await?;
+    record
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no workspace {id}")))
+}
+
+/// `PATCH /v1/workspaces/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkspaceChange {
+    /// New visibility (action `share`).
+    #[serde(default)]
+    visibility: Option<Visibility>,
+    /// New owner, an existing user (action `manage_members`); the previous
+    /// owner stays a member with role owner.
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+async fn update_workspace(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<WorkspaceChange>,
+) -> Result<Json<WorkspaceRecord>, ApiError> {
+    if body.visibility.is_none() && body.owner.is_none() {
+        return Err(nothing_to_change("visibility, owner"));
+    }
+    if body.visibility.is_some() {
+        authorize(&state, &user, "share", "Workspace", &id, no_context()).await?;
+    }
+    if body.owner.is_some() {
+        authorize(
+            &state,
+            &user,
+            "manage_members",
+            "Workspace",
+            &id,
+            no_context(),
+        )
+        .await?;
+    }
+    let before = state
+        .store
+        .workspace(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no workspace {id}")))?;
+    let mut after = before.clone();
+    if let Some(visibility) = body.visibility {
+        after.visibility = visibility;
+    }
+    if let Some(owner) = &body.owner {
+        after.owner = parse_id(owner, "owner")?;
+    }
+    state
+        .store
+        .update_workspace(&before, &after, &user.change())
+        .await?;
+    Ok(Json(after))
+}
+
+fn nothing_to_change(fields: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "body: nothing to change; give at least one of: {fields}"
+    ))
+    .with("field", json!("body"))
+}
+
+async fn delete_workspace(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&state, &user, "delete", "Workspace", &id, no_context()).await?;
+    let before = state.store.workspace(&id).await?;
+    state
+        .store
+        .delete_resource("Workspace", &id, json!(before), &user.change())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/projects` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    /// The workspace it goes in (action `create_project` there).
+    workspace: String,
+    /// The app's own id (default: generated).
+    #[serde(default)]
+    id: Option<String>,
+    /// Default private.
+    #[serde(default)]
+    visibility: Visibility,
+}
+
+async fn create_project(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    JsonBody(body): JsonBody<NewProject>,
+) -> Result<(StatusCode, Json<ProjectRecord>), ApiError> {
+    let workspace = parse_id(&body.workspace, "workspace")?;
+    authorize(
+        &state,
+        &user,
+        "create_project",
+        "Workspace",
+        workspace.as_str(),
+        no_context(),
+    )
+    .await?;
+    let id = match &body.id {
+        Some(raw) => parse_id(raw, "id")?,
+        None => new_id("p")?,
+    };
+    let record = ProjectRecord {
+        id,
+        workspace,
+        visibility: body.visibility,
+    };
+    state.store.create_project(&record, &user.change()).await?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+async fn get_project(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+) -> Result<Json<ProjectRecord>, ApiError> {
+    authorize(&state, &user, "read", "Project", &id, no_context()).await?;
+    let record = state.store.project(&id).await?;
+    record
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no project {id}")))
+}
+
+/// `PATCH /v1/projects/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectChange {
+    /// New visibility (action `share`).
+    #[serde(default)]
+    visibility: Option<Visibility>,
+    /// Move to this workspace: `delete` on the project and
+    /// `create_project` on the target.
+    #[serde(default)]
+    workspace: Option<String>,
+}
+
+async fn update_project(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ProjectChange>,
+) -> Result<Json<ProjectRecord>, ApiError> {
+    if body.visibility.is_none() && body.workspace.is_none() {
+        return Err(nothing_to_change("visibility, workspace"));
+    }
+    let target = body
+        .workspace
+        .as_deref()
+        .map(|w| parse_id(w, "workspace"))
+        .transpose()?;
+    if body.visibility.is_some() {
+        authorize(&state, &user, "share", "Project", &id, no_context()).await?;
+    }
+    if let Some(target) = &target {
+        authorize(&state, &user, "delete", "Project", &id, no_context()).await?;
+        authorize(
+            &state,
+            &user,
+            "create_project",
+            "Workspace",
+            target.as_str(),
+            no_context(),
+        )
+        .await?;
+    }
+    let before = state
+        .store
+        .project(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no project {id}")))?;
+    let mut after = before.clone();
+    if let Some(visibility) = body.visibility {
+        after.visibility = visibility;
+    }
+    if let Some(target) = target {
+        after.workspace = target;
+    }
+    state
+        .store
+        .update_project(&before, &after, &user.change())
+        .await?;
+    Ok(Json(after))
+}
+
+async fn delete_project(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&state, &user, "delete", "Project", &id, no_context()).await?;
+    let before = state.store.project(&id).await?;
+    state
+        .store
+        .delete_resource("Project", &id, json!(before), &user.change())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/assets` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAsset {
+    /// The project it goes in (action `create_asset` there).
+    project: String,
+    /// The app's own id (default: generated).
+    #[serde(default)]
+    id: Option<String>,
+    /// Default private.
+    #[serde(default)]
+    visibility: Visibility,
+    /// Default none: public write is never on by default.
+    #[serde(default)]
+    public_access: PublicAccess,
+}
+
+async fn create_asset(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    JsonBody(body): JsonBody<NewAsset>,
+) -> Result<(StatusCode, Json<AssetRecord>), ApiError> {
+    let project = parse_id(&body.project, "project")?;
+    authorize(
+        &state,
+        &user,
+        "create_asset",
+        "Project",
+        project.as_str(),
+        no_context(),
+    )
+    .await?;
+    let workspace = state
+        .store
+        .workspace_of("Project", project.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no project {project}")))?;
+    let id = match &body.id {
+        Some(raw) => parse_id(raw, "id")?,
+        None => new_id("a")?,
+    };
+    let record = AssetRecord {
+        id,
+        project,
+        visibility: body.visibility,
+        public_access: body.public_access,
+    };
+    state
+        .store
+        .create_asset(&record, &workspace, &user.change())
+        .await?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+async fn get_asset(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+) -> Result<Json<AssetRecord>, ApiError> {
+    authorize(&state, &user, "read", "Asset", &id, no_context()).await?;
+    let record = state.store.asset(&id).await?;
+    record
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no asset {id}")))
+}
+
+/// `PATCH /v1/assets/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssetChange {
+    /// New visibility (action `share`).
+    #[serde(default)]
+    visibility: Option<Visibility>,
+    /// New public access (action `share`).
+    #[serde(default)]
+    public_access: Option<PublicAccess>,
+    /// Move to this project: `delete` on the asset and `create_asset` on
+    /// the target.
+    #[serde(default)]
+    project: Option<String>,
+}
+
+async fn update_asset(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AssetChange>,
+) -> Result<Json<AssetRecord>, ApiError> {
+    if body.visibility.is_none() && body.public_access.is_none() && body.project.is_none() {
+        return Err(nothing_to_change("visibility, public_access, project"));
+    }
+    let target = body
+        .project
+        .as_deref()
+        .map(|p| parse_id(p, "project"))
+        .transpose()?;
+    if body.visibility.is_some() || body.public_access.is_some() {
+        authorize(&state, &user, "share", "Asset", &id, no_context()).await?;
+    }
+    if let Some(target) = &target {
+        authorize(&state, &user, "delete", "Asset", &id, no_context()).await?;
+        authorize(
+            &state,
+            &user,
+            "create_asset",
+            "Project",
+            target.as_str(),
+            no_context(),
+        )
+        .await?;
+    }
+    let before = state
+        .store
+        .asset(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no asset {id}")))?;
+    let from = state
+        .store
+        .workspace_of("Asset", &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no asset {id}")))?;
+    let to = match &target {
+        Some(p) => state
+            .store
+            .workspace_of("Project", p.as_str())
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no project {p}")))?,
+        None => from.clone(),
+    };
+    let mut after = before.clone();
+    if let Some(visibility) = body.visibility {
+        after.visibility = visibility;
+    }
+    if let Some(access) = body.public_access {
+        after.public_access = access;
+    }
+    if let Some(target) = target {
+        after.project = target;
+    }
+    state
+        .store
+        .update_asset(&before, &after, (&from, &to), &user.change())
+        .await?;
+    Ok(Json(after))
+}
+
+async fn delete_asset(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&state, &user, "delete", "Asset", &id, no_context()).await?;
+    let before = state.store.asset(&id).await?;
+    state
+        .store
+        .delete_resource("Asset", &id, json!(before), &user.change())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Candidates fetched per round while filling a page; rounds per page.
+const ROUNDS: usize = 10;
+
+/// One page of `ty` resources the caller may read: candidates from
+/// `candidates(after, n)`, each confirmed by the policies (one fact load
+/// per round). Returns the readable records' ids and the next cursor.
+async fn readable_page<F, Fut>(
+    state: &AppState,
+    user: &EndUser,
+    ty: &str,
+    page: &Page,
+    candidates: F,
+) -> Result<(World, Vec<String>, Option<String>), ApiError>
+where
+    F: Fn(String, i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<String>, crate::store::StoreError>>,
+{
+    let size = page.size()?;
+    let engine = state.engine();
+    let mut after = page.cursor.clone().unwrap_or_default();
+    let mut world = World::default();
+    let mut readable = Vec::new();
+    for _ in 0..ROUNDS {
+        let ids = candidates(after.clone(), size).await?;
+        let fetched = ids.len();
+        let mut keys = FactKeys::default();
+        keys.users.insert(user.user_id.clone());
+        let mut inputs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            match ty {
+                "Workspace" => keys.workspaces.insert(id.clone()),
+                "Project" => keys.projects.insert(id.clone()),
+                _ => keys.assets.insert(id.clone()),
+            };
+            let raw = RawDecision {
+                principal: EntityRef {
+                    ty: "User".into(),
+                    id: user.user_id.clone(),
+                },
+                action: "read".into(),
+                resource: EntityRef {
+                    ty: ty.into(),
+                    id: id.clone(),
+                },
+                context: Map::new(),
+                entities: None,
+                authn: user.authn,
+            };
+            inputs.push(DecisionInput::parse(&engine, raw, "")?);
+        }
+        let facts = state.store.load_facts(&keys).await?;
+        let verdicts = decide_in_world(&engine, &facts, &inputs, "candidates")?;
+        for (id, verdict) in ids.iter().zip(verdicts) {
+            if verdict.allow && (readable.len() as i64) < size {
+                readable.push(id.clone());
+            }
+        }
+        merge(&mut world, facts);
+        if let Some(last) = ids.last() {
+            after = last.clone();
+        }
+        if readable.len() as i64 >= size {
+            return Ok((world, readable.clone(), readable.last().cloned()));
+        }
+        if (fetched as i64) < size {
+            return Ok((world, readable, None));
+        }
+    }
+    // Many candidates the caller may not read: hand back what there is and
+    // where to go on from.
+    Ok((world, readable, Some(after)))
+}
+
+fn merge(into: &mut World, from: World) {
+    into.workspaces.extend(from.workspaces);
+    into.projects.extend(from.projects);
+    into.assets.extend(from.assets);
+}
+
+fn page_body<T: serde::Serialize>(items: Vec<T>, next: Option<String>) -> Json<Value> {
+    Json(json!({"items": items, "next_cursor": next}))
+}
+
+async fn list_workspaces(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    if page.workspace.is_some() || page.project.is_some() {
+        return Err(ApiError::bad_request(
+            "query: workspaces are not filtered by workspace or project",
+        )
+        .with("field", json!("query")));
+    }
+    let store = &state.store;
+    let me = user.user_id.clone();
+    let (world, ids, next) = readable_page(&state, &user, "Workspace", &page, |after, n| {
+        let me = me.clone();
+        async move { store.workspace_candidates(&me, &after, n).await }
+    })
+    .await?;
+    let items: Vec<&WorkspaceRecord> = ids
+        .iter()
+        .filter_map(|id| world.workspaces.iter().find(|w| w.id.as_str() == id))
+        .collect();
+    Ok(page_body(items, next))
+}
+
+async fn list_projects(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    if page.project.is_some() {
+        return Err(ApiError::bad_request(
+            "query: projects are filtered by workspace, not project",
+        )
+        .with("field", json!("project")));
+    }
+    let within = page.workspace.clone().unwrap_or_default();
+    let store = &state.store;
+    let me = user.user_id.clone();
+    let (world, ids, next) = readable_page(&state, &user, "Project", &page, |after, n| {
+        let (me, within) = (me.clone(), within.clone());
+        async move { store.project_candidates(&me, &within, &after, n).await }
+    })
+    .await?;
+    let items: Vec<&ProjectRecord> = ids
+        .iter()
+        .filter_map(|id| world.projects.iter().find(|p| p.id.as_str() == id))
+        .collect();
+    Ok(page_body(items, next))
+}
+
+async fn list_assets(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    if page.workspace.is_some() {
+        return Err(
+            ApiError::bad_request("query: assets are filtered by project, not workspace")
+                .with("field", json!("workspace")),
+        );
+    }
+    let within = page.project.clone().unwrap_or_default();
+    let store = &state.store;
+    let me = user.user_id.clone();
+    let (world, ids, next) = readable_page(&state, &user, "Asset", &page, |after, n| {
+        let (me, within) = (me.clone(), within.clone());
+        async move { store.asset_candidates(&me, &within, &after, n).await }
+    })
+    .await?;
+    let items: Vec<&AssetRecord> = ids
+        .iter()
+        .filter_map(|id| world.assets.iter().find(|a| a.id.as_str() == id))
+        .collect();
+    Ok(page_body(items, next))
+}
+
+async fn audit(
+    state: &AppState,
+    user: &EndUser,
+    ty: &str,
+    id: &str,
+    page: &Page,
+) -> Result<Json<Value>, ApiError> {
+    if page.workspace.is_some() || page.project.is_some() {
+        return Err(
+            ApiError::bad_request("query: an audit trail takes cursor and limit only")
+                .with("field", json!("query")),
+        );
+    }
+    authorize(state, user, "read_audit", ty, id, no_context()).await?;
+    let size = page.size()?;
+    let after = match &page.cursor {
+        None => 0,
+        Some(c) => c.parse::<i64>().map_err(|_| {
+            ApiError::bad_request("cursor: not a cursor this route returned")
+                .with("field", json!("cursor"))
+        })?,
+    };
+    let target = ty.to_lowercase();
+    let events = state.store.audit_page(&target, id, after, size).await?;
+    let next = if events.len() as i64 == size {
+        events
+            .last()
+            .and_then(|e| e["id"].as_i64())
+            .map(|n| n.to_string())
+    } else {
+        None
+    };
+    Ok(page_body(events, next))
+}
+
+async fn workspace_audit(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    audit(&state, &user, "Workspace", &id, &page).await
+}
+
+async fn project_audit(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    audit(&state, &user, "Project", &id, &page).await
+}
+
+async fn asset_audit(
+    State(state): State<Arc<AppState>>,
+    user: EndUser,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    audit(&state, &user, "Asset", &id, &page).await
+}

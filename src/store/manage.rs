@@ -1,0 +1,1099 @@
+//! The management API's reads and writes (CONTRACT §5): workspaces,
+//! projects, assets, members, grants, invites, audit trails.
+//!
+//! Who may do what is decided before any of this runs (`http::manage` asks
+//! the policies); this module keeps the facts consistent. Every write is one
+//! transaction committed with exactly one audit event ([`super::Tx::commit`]),
+//! so a refused or failed change writes nothing. Writes that attach one
+//! thing to another re-read, inside the transaction, the workspace the
+//! authorization saw, and refuse with a conflict if it moved meanwhile.
+
+use super::{id, now_millis, opt_text, parse, text, Store, StoreError, Tx};
+use crate::audit::{Actor, AuditEvent};
+use crate::domain::{
+    AssetRecord, GrantRecord, Id, MembershipRecord, Permission, ProjectRecord, Role, Scope,
+    UserKind, WorkspaceRecord,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+/// Why a management write did not happen. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// A record the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change conflicts with stored data (id taken, moved meanwhile,
+    /// the workspace's owner...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The invite expired, was revoked or was used.
+    #[error("{0}")]
+    Gone(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ManageError {
+    fn from(e: sqlx::Error) -> Self {
+        ManageError::Store(e.into())
+    }
+}
+
+/// Who asks and the request id, for audit events.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The acting user.
+    pub actor: Actor,
+    /// The HTTP request.
+    pub request_id: Option<String>,
+}
+
+impl Change {
+    fn event(
+        &self,
+        action: &'static str,
+        target_type: &'static str,
+        target_id: &str,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> AuditEvent {
+        AuditEvent {
+            actor: self.actor.clone(),
+            action,
+            target_type,
+            target_id: target_id.to_string(),
+            before,
+            after,
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// A user as the management API needs it.
+#[derive(Clone, Debug)]
+pub struct UserInfo {
+    /// Anonymous or registered.
+    pub kind: UserKind,
+    /// Email on record.
+    pub email: Option<String>,
+}
+
+/// An invite as listed (never its token).
+#[derive(Clone, Debug, Serialize)]
+pub struct InviteInfo {
+    /// Invite id.
+    pub id: String,
+    /// `workspace` or `project`.
+    pub scope: Scope,
+    /// The workspace's or project's id.
+    pub scope_id: String,
+    /// The email it is bound to (lower-cased).
+    pub email: String,
+    /// The role it grants.
+    pub role: Role,
+    /// Who created it.
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+    /// `pending`, `accepted`, `revoked` or `expired`.
+    pub status: &'static str,
+}
+
+/// A new invite, its token already hashed.
+pub struct NewInvite {
+    /// Invite id.
+    pub id: String,
+    /// SHA-256 of the token.
+    pub token_hash: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Scope id.
+    pub scope_id: Id,
+    /// Bound email, lower-cased.
+    pub email: String,
+    /// Role granted.
+    pub role: Role,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// An invite found by its token, for acceptance.
+#[derive(Clone, Debug)]
+pub struct PendingInvite {
+    /// Invite id.
+    pub id: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Scope id.
+    pub scope_id: String,
+    /// Bound email.
+    pub email: String,
+    /// Role granted.
+    pub role: Role,
+}
+
+fn scope_table(scope: Scope) -> (&'static str, &'static str) {
+    match scope {
+        Scope::Workspace => ("workspace_members", "workspace_id"),
+        Scope::Project => ("project_members", "project_id"),
+    }
+}
+
+fn invite_status(row: &sqlx::any::AnyRow, now: i64) -> Result<&'static str, StoreError> {
+    let get = |c: &str| {
+        row.try_get::<Option<i64>, _>(c)
+            .map_err(|e| StoreError::Query(format!("column {c}: {e}")))
+    };
+    Ok(if get("accepted_at")?.is_some() {
+        "accepted"
+    } else if get("revoked_at")?.is_some() {
+        "revoked"
+    } else if get("expires_at")?.unwrap_or(0) <= now {
+        "expired"
+    } else {
+        "pending"
+    })
+}
+
+fn i64_of(row: &sqlx::any::AnyRow, column: &str) -> Result<i64, StoreError> {
+    row.try_get::<i64, _>(column)
+        .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
+}
+
+impl Store {
+    /// A user's kind and email, if the user exists.
+    pub async fn user_info(&self, user: &str) -> Result<Option<UserInfo>, StoreError> {
+        let row = sqlx::query("SELECT kind, email FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| {
+            Ok(UserInfo {
+                kind: parse(&text(&row, "kind")?, "user kind")?,
+                email: opt_text(&row, "email")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// One workspace.
+    pub async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, owner_id, visibility FROM workspaces WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| {
+            Ok(WorkspaceRecord {
+                id: super::id(text(&row, "id")?)?,
+                owner: super::id(text(&row, "owner_id")?)?,
+                visibility: parse(&text(&row, "visibility")?, "visibility")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// One project.
+    pub async fn project(&self, id: &str) -> Result<Option<ProjectRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, workspace_id, visibility FROM projects WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| {
+            Ok(ProjectRecord {
+                id: super::id(text(&row, "id")?)?,
+                workspace: super::id(text(&row, "workspace_id")?)?,
+                visibility: parse(&text(&row, "visibility")?, "visibility")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// One asset.
+    pub async fn asset(&self, id: &str) -> Result<Option<AssetRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, project_id, visibility, public_access FROM assets WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            Ok(AssetRecord {
+                id: super::id(text(&row, "id")?)?,
+                project: super::id(text(&row, "project_id")?)?,
+                visibility: parse(&text(&row, "visibility")?, "visibility")?,
+                public_access: parse(&text(&row, "public_access")?, "public access")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The workspace a resource lives in (a workspace's own id).
+    pub async fn workspace_of(&self, scope: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let sql = match scope {
+            "Workspace" => "SELECT id AS w FROM workspaces WHERE id = $1",
+            "Project" => "SELECT workspace_id AS w FROM projects WHERE id = $1",
+            _ => {
+                "SELECT p.workspace_id AS w FROM assets a JOIN projects p ON p.id = a.project_id \
+                 WHERE a.id = $1"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| text(&row, "w")).transpose()
+    }
+
+    /// The members of a workspace or project, by user id.
+    pub async fn members(
+        &self,
+        scope: Scope,
+        scope_id: &str,
+    ) -> Result<Vec<MembershipRecord>, StoreError> {
+        let (table, column) = scope_table(scope);
+        let rows = sqlx::query(&format!(
+            "SELECT user_id, role FROM {table} WHERE {column} = $1 ORDER BY user_id"
+        ))
+        .bind(scope_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(MembershipRecord {
+                user: id(text(&row, "user_id")?)?,
+                scope,
+                id: id(scope_id.to_string())?,
+                role: parse(&text(&row, "role")?, "role")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The grants on an asset, by user id.
+    pub async fn grants(&self, asset: &str) -> Result<Vec<GrantRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_id, permission FROM asset_grants WHERE asset_id = $1 ORDER BY user_id",
+        )
+        .bind(asset)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(GrantRecord {
+                user: id(text(&row, "user_id")?)?,
+                asset: id(asset.to_string())?,
+                permission: parse(&text(&row, "permission")?, "permission")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ids of workspaces `user` has a relation to (owner, member, member of
+    /// one of its projects), after `after`, in id order; the policies then
+    /// decide which the user may read.
+    pub async fn workspace_candidates(
+        &self,
+        user: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT id FROM (\
+              SELECT id FROM workspaces WHERE owner_id = $1 \
+              UNION SELECT workspace_id AS id FROM workspace_members WHERE user_id = $1 \
+              UNION SELECT p.workspace_id AS id FROM project_members m \
+                    JOIN projects p ON p.id = m.project_id WHERE m.user_id = $1\
+            ) c WHERE id > $2 ORDER BY id LIMIT $3";
+        self.ids(sql, user, after, None, limit).await
+    }
+
+    /// Ids of projects (in `workspace` when not empty) `user` has a relation
+    /// to, after `after`, in id order.
+    pub async fn project_candidates(
+        &self,
+        user: &str,
+        workspace: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT id FROM (\
+              SELECT p.id, p.workspace_id FROM projects p \
+                    JOIN workspaces w ON w.id = p.workspace_id WHERE w.owner_id = $1 \
+              UNION SELECT p.id, p.workspace_id FROM projects p \
+                    JOIN workspace_members m ON m.workspace_id = p.workspace_id WHERE m.user_id = $1 \
+              UNION SELECT p.id, p.workspace_id FROM projects p \
+                    JOIN project_members m ON m.project_id = p.id WHERE m.user_id = $1\
+            ) c WHERE id > $2 AND ($3 = '' OR workspace_id = $3) ORDER BY id LIMIT $4";
+        self.ids(sql, user, after, Some(workspace), limit).await
+    }
+
+    /// Ids of assets (in `project` when not empty) `user` has a relation to
+    /// (by role or grant; never by public link), after `after`, in id order.
+    pub async fn asset_candidates(
+        &self,
+        user: &str,
+        project: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT id FROM (\
+              SELECT a.id, a.project_id FROM assets a JOIN projects p ON p.id = a.project_id \
+                    JOIN workspaces w ON w.id = p.workspace_id WHERE w.owner_id = $1 \
+              UNION SELECT a.id, a.project_id FROM assets a JOIN projects p ON p.id = a.project_id \
+                    JOIN workspace_members m ON m.workspace_id = p.workspace_id WHERE m.user_id = $1 \
+              UNION SELECT a.id, a.project_id FROM assets a \
+                    JOIN project_members m ON m.project_id = a.project_id WHERE m.user_id = $1 \
+              UNION SELECT a.id, a.project_id FROM assets a \
+                    JOIN asset_grants g ON g.asset_id = a.id WHERE g.user_id = $1\
+            ) c WHERE id > $2 AND ($3 = '' OR project_id = $3) ORDER BY id LIMIT $4";
+        self.ids(sql, user, after, Some(project), limit).await
+    }
+
+    async fn ids(
+        &self,
+        sql: &str,
+        user: &str,
+        after: &str,
+        within: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut query = sqlx::query(sql).bind(user).bind(after);
+        if let Some(within) = within {
+            query = query.bind(within);
+        }
+        let rows = query.bind(limit).fetch_all(self.pool()).await?;
+        rows.iter().map(|row| text(row, "id")).collect()
+    }
+
+    /// A page of a target's audit trail: events after `after_id`, oldest first.
+    pub async fn audit_page(
+        &self,
+        target_type: &str,
+        target_id: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, before, after, request_id FROM audit_events \
+             WHERE target_type = $1 AND target_id = $2 AND id > $3 ORDER BY id LIMIT $4",
+        )
+        .bind(target_type)
+        .bind(target_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let parse_json = |v: Option<String>| {
+            v.and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .unwrap_or(Value::Null)
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(json!({
+                "id": i64_of(row, "id")?,
+                "at": i64_of(row, "at")?,
+                "actor": text(row, "actor")?,
+                "action": text(row, "action")?,
+                "before": parse_json(opt_text(row, "before")?),
+                "after": parse_json(opt_text(row, "after")?),
+                "request_id": opt_text(row, "request_id")?,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The invites of a workspace or project, newest first.
+    pub async fn invites(
+        &self,
+        scope: Scope,
+        scope_id: &str,
+    ) -> Result<Vec<InviteInfo>, StoreError> {
+        let column = match scope {
+            Scope::Workspace => "workspace_id",
+            Scope::Project => "project_id",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT id, email, role, created_by, created_at, expires_at, accepted_at, revoked_at \
+             FROM invites WHERE {column} = $1 ORDER BY created_at DESC, id"
+        ))
+        .bind(scope_id)
+        .fetch_all(self.pool())
+        .await?;
+        let now = now_millis();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(InviteInfo {
+                id: text(row, "id")?,
+                scope,
+                scope_id: scope_id.to_string(),
+                email: text(row, "email")?,
+                role: parse(&text(row, "role")?, "role")?,
+                created_by: text(row, "created_by")?,
+                created_at: i64_of(row, "created_at")?,
+                expires_at: i64_of(row, "expires_at")?,
+                status: invite_status(row, now)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The scope of invite `id`, if it exists.
+    pub async fn invite_scope(&self, invite: &str) -> Result<Option<(Scope, String)>, StoreError> {
+        let row = sqlx::query("SELECT workspace_id, project_id FROM invites WHERE id = $1")
+            .bind(invite)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(
+            match (
+                opt_text(&row, "workspace_id")?,
+                opt_text(&row, "project_id")?,
+            ) {
+                (Some(w), _) => Some((Scope::Workspace, w)),
+                (None, Some(p)) => Some((Scope::Project, p)),
+                (None, None) => None,
+            },
+        )
+    }
+
+    /// The invite whose token hashes to `hash`: usable, or why not (410).
+    pub async fn invite_by_token(
+        &self,
+        hash: &str,
+    ) -> Result<Result<PendingInvite, ManageError>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, workspace_id, project_id, email, role, expires_at, accepted_at, revoked_at \
+             FROM invites WHERE token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err(ManageError::NotFound(
+                "no invite has this token; check that it was copied whole".into(),
+            )));
+        };
+        match invite_status(&row, now_millis())? {
+            "pending" => {}
+            status => {
+                return Ok(Err(ManageError::Gone(format!(
+                    "this invite is {status}; ask for a new one"
+                ))))
+            }
+        }
+        let (scope, scope_id) = match (
+            opt_text(&row, "workspace_id")?,
+            opt_text(&row, "project_id")?,
+        ) {
+            (Some(w), _) => (Scope::Workspace, w),
+            (None, Some(p)) => (Scope::Project, p),
+            (None, None) => return Err(StoreError::Query("invite without a scope".into())),
+        };
+        Ok(Ok(PendingInvite {
+            id: text(&row, "id")?,
+            scope,
+            scope_id,
+            email: text(&row, "email")?,
+            role: parse(&text(&row, "role")?, "role")?,
+        }))
+    }
+}
+
+/// The workspace `scope`/`id` lives in, read inside the transaction.
+async fn workspace_in_tx(tx: &mut Tx, ty: &str, id: &str) -> Result<Option<String>, ManageError> {
+    let sql = match ty {
+        "Workspace" => "SELECT id AS w FROM workspaces WHERE id = $1",
+        "Project" => "SELECT workspace_id AS w FROM projects WHERE id = $1",
+        _ => {
+            "SELECT p.workspace_id AS w FROM assets a JOIN projects p ON p.id = a.project_id \
+             WHERE a.id = $1"
+        }
+    };
+    let row = sqlx::query(sql).bind(id).fetch_optional(tx.conn()).await?;
+    Ok(row.map(|row| text(&row, "w")).transpose()?)
+}
+
+/// Refuses when `ty` `id` no longer lives in `expected` (moved or deleted
+/// since the policies were asked).
+async fn still_in(tx: &mut Tx, ty: &str, id: &str, expected: &str) -> Result<(), ManageError> {
+    match workspace_in_tx(tx, ty, id).await? {
+        Some(w) if w == expected => Ok(()),
+        Some(_) => Err(ManageError::Conflict(format!(
+            "{ty} {id} moved to another workspace while this request was decided; retry"
+        ))),
+        None => Err(ManageError::NotFound(format!(
+            "no {} {id}",
+            ty.to_lowercase()
+        ))),
+    }
+}
+
+async fn user_kind_in_tx(tx: &mut Tx, user: &str) -> Result<UserKind, ManageError> {
+    let row = sqlx::query("SELECT kind FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_optional(tx.conn())
+        .await?;
+    match row {
+        Some(row) => Ok(parse(&text(&row, "kind")?, "user kind")?),
+        None => Err(ManageError::NotFound(format!(
+            "no user {user}; users are created by sign-in (resolve-user), anonymous sign-up or import"
+        ))),
+    }
+}
+
+fn taken(e: ManageError, what: String) -> ManageError {
+    match e {
+        ManageError::Store(StoreError::Conflict(_)) => ManageError::Conflict(what),
+        other => other,
+    }
+}
+
+impl Store {
+    /// Creates workspace `w` owned by its `owner`.
+    pub async fn create_workspace(
+        &self,
+        w: &WorkspaceRecord,
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO workspaces (id, owner_id, visibility, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(w.id.as_str())
+        .bind(w.owner.as_str())
+        .bind(w.visibility.as_str())
+        .bind(now)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| taken(e.into(), format!("workspace id {} is taken; choose another or omit it", w.id)))?;
+        tx.commit(change.event(
+            "workspace.create",
+            "workspace",
+            w.id.as_str(),
+            None,
+            Some(json!(w)),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Creates project `p` in its workspace.
+    pub async fn create_project(
+        &self,
+        p: &ProjectRecord,
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        still_in(
+            &mut tx,
+            "Workspace",
+            p.workspace.as_str(),
+            p.workspace.as_str(),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO projects (id, workspace_id, visibility, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(p.id.as_str())
+        .bind(p.workspace.as_str())
+        .bind(p.visibility.as_str())
+        .bind(now)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| taken(e.into(), format!("project id {} is taken; choose another or omit it", p.id)))?;
+        tx.commit(change.event(
+            "project.create",
+            "project",
+            p.id.as_str(),
+            None,
+            Some(json!(p)),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Creates asset `a` in its project, which must still be in `workspace`.
+    pub async fn create_asset(
+        &self,
+        a: &AssetRecord,
+        workspace: &str,
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        still_in(&mut tx, "Project", a.project.as_str(), workspace).await?;
+        sqlx::query(
+            "INSERT INTO assets (id, project_id, visibility, public_access, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(a.id.as_str())
+        .bind(a.project.as_str())
+        .bind(a.visibility.as_str())
+        .bind(a.public_access.as_str())
+        .bind(now)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| taken(e.into(), format!("asset id {} is taken; choose another or omit it", a.id)))?;
+        tx.commit(change.event("asset.create", "asset", a.id.as_str(), None, Some(json!(a))))
+            .await?;
+        Ok(())
+    }
+
+    /// Updates a workspace's visibility and/or owner. Transferring ownership
+    /// keeps the previous owner as a member with role owner.
+    pub async fn update_workspace(
+        &self,
+        before: &WorkspaceRecord,
+        after: &WorkspaceRecord,
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let mut tx = self.begin().await?;
+        if before.owner != after.owner {
+            user_kind_in_tx(&mut tx, after.owner.as_str()).await?;
+            sqlx::query(
+                "INSERT INTO workspace_members (user_id, workspace_id, role, created_at) VALUES ($1, $2, 'owner', $3) \
+                 ON CONFLICT (user_id, workspace_id) DO UPDATE SET role = 'owner'",
+            )
+            .bind(before.owner.as_str())
+            .bind(before.id.as_str())
+            .bind(now_millis())
+            .execute(tx.conn())
+            .await?;
+            // The new owner holds ownership by the owner field, not a row.
+            sqlx::query("DELETE FROM workspace_members WHERE user_id = $1 AND workspace_id = $2")
+                .bind(after.owner.as_str())
+                .bind(before.id.as_str())
+                .execute(tx.conn())
+                .await?;
+        }
+        let updated = sqlx::query(
+            "UPDATE workspaces SET visibility = $1, owner_id = $2, updated_at = $3 WHERE id = $4 AND owner_id = $5",
+        )
+        .bind(after.visibility.as_str())
+        .bind(after.owner.as_str())
+        .bind(now_millis())
+        .bind(before.id.as_str())
+        .bind(before.owner.as_str())
+        .execute(tx.conn())
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(ManageError::Conflict(format!(
+                "workspace {} changed while this request was decided; retry",
+                before.id
+            )));
+        }
+        tx.commit(change.event(
+            "workspace.update",
+            "workspace",
+            before.id.as_str(),
+            Some(json!(before)),
+            Some(json!(after)),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Updates a project's visibility and/or moves it to another workspace
+    /// (`from` is the workspace the authorization saw).
+    pub async fn update_project(
+        &self,
+        before: &ProjectRecord,
+        after: &ProjectRecord,
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let mut tx = self.begin().await?;
+        still_in(
+            &mut tx,
+            "Project",
+            before.id.as_str(),
+            before.workspace.as_str(),
+        )
+        .await?;
+        if before.workspace != after.workspace {
+            still_in(
+                &mut tx,
+                "Workspace",
+                after.workspace.as_str(),
+                after.workspace.as_str(),
+            )
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE projects SET visibility = $1, workspace_id = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(after.visibility.as_str())
+        .bind(after.workspace.as_str())
+        .bind(now_millis())
+        .bind(before.id.as_str())
+        .execute(tx.conn())
+        .await?;
+        tx.commit(change.event(
+            "project.update",
+            "project",
+            before.id.as_str(),
+            Some(json!(before)),
+            Some(json!(after)),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Updates an asset's visibility, public access and/or project. The
+    /// asset must still be in `from`; a new project must be in `to`.
+    pub async fn update_asset(
+        &self,
+        before: &AssetRecord,
+        after: &AssetRecord,
+        (from, to): (&str, &str),
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let mut tx = self.begin().await?;
+        still_in(&mut tx, "Asset", before.id.as_str(), from).await?;
+        if before.project != after.project {
+            still_in(&mut tx, "Project", after.project.as_str(), to).await?;
+        }
+        sqlx::query(
+            "UPDATE assets SET visibility = $1, public_access = $2, project_id = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(after.visibility.as_str())
+        .bind(after.public_access.as_str())
+        .bind(after.project.as_str())
+        .bind(now_millis())
+        .bind(before.id.as_str())
+        .execute(tx.conn())
+        .await?;
+        tx.commit(change.event(
+            "asset.update",
+            "asset",
+            before.id.as_str(),
+            Some(json!(before)),
+            Some(json!(after)),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a workspace, project or asset (`ty`: `Workspace`...) and,
+    /// by cascade, everything in it: projects, assets, memberships, grants,
+    /// invites. The audit event counts what went.
+    pub async fn delete_resource(
+        &self,
+        ty: &str,
+        id: &str,
+        before: Value,
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let (table, target, action) = match ty {
+            "Workspace" => ("workspaces", "workspace", "workspace.delete"),
+            "Project" => ("projects", "project", "project.delete"),
+            _ => ("assets", "asset", "asset.delete"),
+        };
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        if deleted.rows_affected() != 1 {
+            return Err(ManageError::NotFound(format!("no {target} {id}")));
+        }
+        tx.commit(change.event(action, target, id, Some(before), None))
+            .await?;
+        Ok(())
+    }
+
+    /// Sets `user`'s role in a workspace or project. Audited on the scope.
+    pub async fn put_member(
+        &self,
+        m: &MembershipRecord,
+        change: &Change,
+    ) -> Result<Option<Role>, ManageError> {
+        let (table, column) = scope_table(m.scope);
+        let mut tx = self.begin().await?;
+        user_kind_in_tx(&mut tx, m.user.as_str()).await?;
+        let before = member_role(&mut tx, m.scope, m.id.as_str(), m.user.as_str()).await?;
+        sqlx::query(&format!(
+            "INSERT INTO {table} (user_id, {column}, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, {column}) DO UPDATE SET role = $3"
+        ))
+        .bind(m.user.as_str())
+        .bind(m.id.as_str())
+        .bind(m.role.as_str())
+        .bind(now_millis())
+        .execute(tx.conn())
+        .await
+        .map_err(|e| taken(e.into(), format!("no {} {}", m.scope, m.id)))?;
+        let target = scope_target(m.scope);
+        tx.commit(change.event(
+            "member.put",
+            target,
+            m.id.as_str(),
+            before.map(|r| json!({"user": m.user, "role": r})),
+            Some(json!({"user": m.user, "role": m.role})),
+        ))
+        .await?;
+        Ok(before)
+    }
+
+    /// Removes `user` from a workspace or project.
+    pub async fn delete_member(
+        &self,
+        scope: Scope,
+        scope_id: &str,
+        user: &str,
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let (table, column) = scope_table(scope);
+        let mut tx = self.begin().await?;
+        let Some(before) = member_role(&mut tx, scope, scope_id, user).await? else {
+            return Err(ManageError::NotFound(format!(
+                "{user} is not a member of {scope} {scope_id}"
+            )));
+        };
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE user_id = $1 AND {column} = $2"
+        ))
+        .bind(user)
+        .bind(scope_id)
+        .execute(tx.conn())
+        .await?;
+        tx.commit(change.event(
+            "member.delete",
+            scope_target(scope),
+            scope_id,
+            Some(json!({"user": user, "role": before})),
+            None,
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Sets `user`'s grant on an asset. Audited on the asset.
+    pub async fn put_grant(
+        &self,
+        g: &GrantRecord,
+        change: &Change,
+    ) -> Result<Option<Permission>, ManageError> {
+        let mut tx = self.begin().await?;
+        user_kind_in_tx(&mut tx, g.user.as_str()).await?;
+        let before = grant_of(&mut tx, g.asset.as_str(), g.user.as_str()).await?;
+        sqlx::query(
+            "INSERT INTO asset_grants (user_id, asset_id, permission, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, asset_id) DO UPDATE SET permission = $3",
+        )
+        .bind(g.user.as_str())
+        .bind(g.asset.as_str())
+        .bind(g.permission.as_str())
+        .bind(now_millis())
+        .execute(tx.conn())
+        .await
+        .map_err(|e| taken(e.into(), format!("no asset {}", g.asset)))?;
+        tx.commit(change.event(
+            "grant.put",
+            "asset",
+            g.asset.as_str(),
+            before.map(|p| json!({"user": g.user, "permission": p})),
+            Some(json!({"user": g.user, "permission": g.permission})),
+        ))
+        .await?;
+        Ok(before)
+    }
+
+    /// Removes `user`'s grant on an asset.
+    pub async fn delete_grant(
+        &self,
+        asset: &str,
+        user: &str,
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let mut tx = self.begin().await?;
+        let Some(before) = grant_of(&mut tx, asset, user).await? else {
+            return Err(ManageError::NotFound(format!(
+                "{user} holds no grant on asset {asset}"
+            )));
+        };
+        sqlx::query("DELETE FROM asset_grants WHERE user_id = $1 AND asset_id = $2")
+            .bind(user)
+            .bind(asset)
+            .execute(tx.conn())
+            .await?;
+        tx.commit(change.event(
+            "grant.delete",
+            "asset",
+            asset,
+            Some(json!({"user": user, "permission": before})),
+            None,
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a new invite (its token hashed). Audited on the scope, with
+    /// the invite's id, email and role, never the token.
+    pub async fn create_invite(
+        &self,
+        invite: &NewInvite,
+        change: &Change,
+    ) -> Result<(), ManageError> {
+        let (w, p) = match invite.scope {
+            Scope::Workspace => (Some(invite.scope_id.as_str()), None),
+            Scope::Project => (None, Some(invite.scope_id.as_str())),
+        };
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO invites (id, token_hash, workspace_id, project_id, email, role, created_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&invite.id)
+        .bind(&invite.token_hash)
+        .bind(w)
+        .bind(p)
+        .bind(&invite.email)
+        .bind(invite.role.as_str())
+        .bind(change.actor.as_str())
+        .bind(now_millis())
+        .bind(invite.expires_at)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| taken(e.into(), format!("no {} {}", invite.scope, invite.scope_id)))?;
+        tx.commit(change.event(
+            "invite.create",
+            scope_target(invite.scope),
+            invite.scope_id.as_str(),
+            None,
+            Some(json!({"invite": invite.id, "email": invite.email, "role": invite.role, "expires_at": invite.expires_at})),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes a pending invite.
+    pub async fn revoke_invite(&self, invite: &str, change: &Change) -> Result<(), ManageError> {
+        let Some((scope, scope_id)) = self.invite_scope(invite).await? else {
+            return Err(ManageError::NotFound(format!("no invite {invite}")));
+        };
+        let mut tx = self.begin().await?;
+        let now = now_millis();
+        let revoked = sqlx::query(
+            "UPDATE invites SET revoked_at = $1 WHERE id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(invite)
+        .execute(tx.conn())
+        .await?;
+        if revoked.rows_affected() != 1 {
+            return Err(ManageError::Gone(format!(
+                "invite {invite} was already accepted or revoked"
+            )));
+        }
+        tx.commit(change.event(
+            "invite.revoke",
+            scope_target(scope),
+            &scope_id,
+            Some(json!({"invite": invite})),
+            None,
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Uses a pending invite for `user`: marks it accepted (only if still
+    /// pending: of concurrent accepts exactly one wins) and gives `user` the
+    /// role, keeping a stronger role the user already holds.
+    pub async fn accept_invite(
+        &self,
+        invite: &PendingInvite,
+        user: &str,
+        change: &Change,
+    ) -> Result<Role, ManageError> {
+        let mut tx = self.begin().await?;
+        let now = now_millis();
+        let used = sqlx::query(
+            "UPDATE invites SET accepted_at = $1, accepted_by = $2 \
+             WHERE id = $3 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(user)
+        .bind(&invite.id)
+        .execute(tx.conn())
+        .await?;
+        if used.rows_affected() != 1 {
+            return Err(ManageError::Gone(
+                "this invite was used, revoked or has expired; ask for a new one".into(),
+            ));
+        }
+        let before = member_role(&mut tx, invite.scope, &invite.scope_id, user).await?;
+        let rank = |r: Role| match r {
+            Role::Owner => 3,
+            Role::Editor => 2,
+            Role::Viewer => 1,
+        };
+        let role = match before {
+            Some(held) if rank(held) >= rank(invite.role) => held,
+            _ => invite.role,
+        };
+        let (table, column) = scope_table(invite.scope);
+        sqlx::query(&format!(
+            "INSERT INTO {table} (user_id, {column}, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, {column}) DO UPDATE SET role = $3"
+        ))
+        .bind(user)
+        .bind(&invite.scope_id)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+        tx.commit(change.event(
+            "invite.accept",
+            scope_target(invite.scope),
+            &invite.scope_id,
+            before.map(|r| json!({"user": user, "role": r})),
+            Some(json!({"invite": invite.id, "user": user, "role": role})),
+        ))
+        .await?;
+        Ok(role)
+    }
+}
+
+fn scope_target(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Workspace => "workspace",
+        Scope::Project => "project",
+    }
+}
+
+async fn member_role(
+    tx: &mut Tx,
+    scope: Scope,
+    scope_id: &str,
+    user: &str,
+) -> Result<Option<Role>, ManageError> {
+    let (table, column) = scope_table(scope);
+    let row = sqlx::query(&format!(
+        "SELECT role FROM {table} WHERE user_id = $1 AND {column} = $2"
+    ))
+    .bind(user)
+    .bind(scope_id)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row
+        .map(|row| parse(&text(&row, "role")?, "role"))
+        .transpose()?)
+}
+
+async fn grant_of(tx: &mut Tx, asset: &str, user: &str) -> Result<Option<Permission>, ManageError> {
+    let row =
+        sqlx::query("SELECT permission FROM asset_grants WHERE user_id = $1 AND asset_id = $2")
+            .bind(user)
+            .bind(asset)
+            .fetch_optional(tx.conn())
+            .await?;
+    Ok(row
+        .map(|row| parse(&text(&row, "permission")?, "permission"))
+        .transpose()?)
+}
