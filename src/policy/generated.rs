@@ -183,7 +183,7 @@ pub fn probes(
                                     ty: ty.clone(),
                                     id: resource.clone(),
                                 },
-                                context: Default::default(),
+                                context: super::probe::invite_context(),
                                 entities: None,
                                 authn,
                             },

@@ -409,7 +409,7 @@ pub fn compute(engine: &PolicyEngine) -> Matrix {
                             ty: ty.into(),
                             id: resource_id.into(),
                         },
-                        context: Default::default(),
+                        context: super::probe::invite_context(),
                         entities: None,
                         authn: situation.authn,
                     },
@@ -454,8 +454,8 @@ impl Matrix {
             "Each row is a principal situation of CONTRACT §3 in a world where workspace `w` \
              (owned by another user unless the row says otherwise) holds project `p`, which \
              holds asset `a`; everything is private unless the row says public, and the \
-             principal is named by an app (`authn` app) unless the row names a token. A cell \
-             is the decision with the `@id`s of the policies that determined it; a deny \
+             principal is named by an app (`authn` app) unless the row names a token, and \
+             accepts invites bound to its own email. A cell is the decision with the `@id`s of the policies that determined it; a deny \
              with no `@id` means no permit applied.\n",
         );
         for table in &self.tables {

@@ -78,6 +78,19 @@ impl Answer {
     }
 }
 
+/// The context generated probes carry: an invite accepted by the holder of
+/// its email (`accept_invite` reads it; other actions ignore it).
+pub fn invite_context() -> serde_json::Map<String, serde_json::Value> {
+    let mut context = serde_json::Map::new();
+    for key in ["caller_email", "invite_email"] {
+        context.insert(
+            key.into(),
+            serde_json::Value::String("invitee@example.com".into()),
+        );
+    }
+    context
+}
+
 /// Asks `engine` every probe over the facts in `world`, in order.
 pub fn ask(engine: &PolicyEngine, world: &World, probes: &[Probe]) -> Vec<Answer> {
     let mut answers: Vec<Option<Answer>> = vec![None; probes.len()];
