@@ -397,9 +397,10 @@ pub fn decide_in_world(
 
 /// A decision with its explanation: the entity slice it was made over (Cedar
 /// entity JSON) and how each policy whose scope matches fared.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Explanation {
     /// The entity slice, as Cedar entity JSON.
+    #[schema(value_type = Vec<Object>)]
     pub entities: Value,
     /// Every policy whose scope matches the request, in file order.
     pub policies: Vec<crate::policy::explain::PolicyTrace>,

@@ -18,8 +18,11 @@ pub const MAX_ID_LEN: usize = 256;
 /// assert!(Id::parse("asset-7").is_ok());
 /// assert!(Id::parse("").is_err());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String)]
 pub struct Id(String);
 
 impl Id {
@@ -70,7 +73,7 @@ impl fmt::Display for Id {
 macro_rules! word_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name {
             $(
                 #[doc = concat!("`", $word, "`")]
@@ -151,7 +154,7 @@ impl Default for PublicAccess {
 }
 
 /// A user as stored (profile fields beyond name and email live with identity).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRecord {
     /// Warden's canonical user id.
@@ -172,7 +175,7 @@ pub struct UserRecord {
 }
 
 /// A workspace and its one owner.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceRecord {
     /// Workspace id.
@@ -185,7 +188,7 @@ pub struct WorkspaceRecord {
 }
 
 /// A project inside one workspace.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectRecord {
     /// Project id.
@@ -198,7 +201,7 @@ pub struct ProjectRecord {
 }
 
 /// An asset inside one project.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetRecord {
     /// Asset id (often the app's own id).
@@ -214,7 +217,7 @@ pub struct AssetRecord {
 }
 
 /// A user's role in one workspace or project.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MembershipRecord {
     /// The member.
@@ -238,7 +241,7 @@ impl MembershipRecord {
 }
 
 /// A per-user grant on one asset.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRecord {
     /// The grantee (anonymous users included).
@@ -251,7 +254,7 @@ pub struct GrantRecord {
 
 /// A set of facts: the import/export document, an entity slice loaded for a
 /// request, or the world of a policy test suite.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct World {
     /// Users.

@@ -7,30 +7,90 @@ use super::extract::route::{
     Export, Import, ManageApiKeys, ReadPolicies, ReloadPolicies, RotateSigningKeys,
 };
 use super::extract::{optional_body, Allowed, JsonBody};
+use super::openapi::KeyErrors;
 use super::{AppState, ReloadError};
 use crate::audit::Actor;
 use crate::domain::World;
 use crate::store::api_keys::{ApiKey, SCOPES};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::Json;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The routes of this module.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/admin/import", post(import))
-        .route("/v1/admin/export", get(export))
-        .route("/v1/admin/api-keys", post(create_key).get(list_keys))
-        .route("/v1/admin/api-keys/{id}", delete(revoke_key))
-        .route("/v1/admin/policies", get(policies))
-        .route("/v1/admin/policies/reload", post(reload))
-        .route("/v1/admin/keys/rotate", post(rotate_keys))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(import))
+        .routes(routes!(export))
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(revoke_key))
+        .routes(routes!(policies))
+        .routes(routes!(reload))
+        .routes(routes!(rotate_keys))
 }
 
+/// Any JSON object.
+type Object = serde_json::Map<String, Value>;
+
+/// What an import wrote.
+#[derive(Serialize, ToSchema)]
+struct ImportDoc {
+    /// Records per kind.
+    imported: Object,
+}
+
+/// A new API key: the only time its secret is shown.
+#[derive(Serialize, ToSchema)]
+struct CreatedKeyDoc {
+    id: String,
+    name: String,
+    scopes: Vec<String>,
+    /// Unix milliseconds.
+    created_at: i64,
+    /// The secret; only its SHA-256 is stored.
+    key: String,
+}
+
+/// The API keys (never their secrets).
+#[derive(Serialize, ToSchema)]
+struct KeysDoc {
+    keys: Vec<Object>,
+}
+
+/// The loaded policy set.
+#[derive(Serialize, ToSchema)]
+struct PoliciesDoc {
+    /// Content hash of the schema and policy files.
+    version: String,
+    /// `@id`, file and effect of every policy.
+    policies: Vec<Object>,
+    /// The outcome of the last reload, if any.
+    last_reload: Option<Object>,
+}
+
+/// A rotation's outcome.
+#[derive(Serialize, ToSchema)]
+struct RotatedDoc {
+    /// The new key's id.
+    kid: String,
+    /// When it starts signing (Unix milliseconds).
+    signs_from: i64,
+    /// The published key set.
+    jwks: Object,
+}
+
+/// Imports a world document in one transaction: all or nothing, idempotent
+/// upserts, every reference checked.
+#[utoipa::path(post, path = "/v1/admin/import", tag = "admin", request_body = World,
+    responses((status = 200, description = "Imported", body = ImportDoc),
+        (status = 422, description = "Refused; nothing was written; `problems` lists why", body = crate::http::openapi::ErrorBody),
+        KeyErrors),
+    security(("api_key" = [])))]
 async fn import(
     State(state): State<Arc<AppState>>,
     Allowed(caller, _): Allowed<Import>,
@@ -48,6 +108,10 @@ async fn import(
     Ok(Json(json!({ "imported": counts })))
 }
 
+/// The whole store as one world document.
+#[utoipa::path(get, path = "/v1/admin/export", tag = "admin",
+    responses((status = 200, description = "The world", body = World), KeyErrors),
+    security(("api_key" = [])))]
 async fn export(
     State(state): State<Arc<AppState>>,
     _: Allowed<Export>,
@@ -55,13 +119,20 @@ async fn export(
     Ok(Json(state.store.export().await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// A key to create.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
+    /// What it is for (1 to 200 characters).
     name: String,
+    /// `check` and/or `admin`.
     scopes: Vec<String>,
 }
 
+/// Creates an API key; its secret is in this answer only.
+#[utoipa::path(post, path = "/v1/admin/api-keys", tag = "admin", request_body = NewKey,
+    responses((status = 201, description = "Created", body = CreatedKeyDoc), KeyErrors),
+    security(("api_key" = [])))]
 async fn create_key(
     State(state): State<Arc<AppState>>,
     Allowed(caller, _): Allowed<ManageApiKeys>,
@@ -112,6 +183,10 @@ async fn create_key(
     ))
 }
 
+/// Lists the API keys.
+#[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin",
+    responses((status = 200, description = "The keys", body = KeysDoc), KeyErrors),
+    security(("api_key" = [])))]
 async fn list_keys(
     State(state): State<Arc<AppState>>,
     _: Allowed<ManageApiKeys>,
@@ -120,6 +195,12 @@ async fn list_keys(
     Ok(Json(json!({ "keys": keys })))
 }
 
+/// Revokes an API key.
+#[utoipa::path(delete, path = "/v1/admin/api-keys/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The key's id")),
+    responses((status = 204, description = "Revoked"),
+        (status = 404, description = "No live key with this id", body = crate::http::openapi::ErrorBody), KeyErrors),
+    security(("api_key" = [])))]
 async fn revoke_key(
     State(state): State<Arc<AppState>>,
     Allowed(caller, _): Allowed<ManageApiKeys>,
@@ -143,6 +224,10 @@ async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The loaded policies, their version and the last reload.
+#[utoipa::path(get, path = "/v1/admin/policies", tag = "admin",
+    responses((status = 200, description = "The policy set", body = PoliciesDoc), KeyErrors),
+    security(("api_key" = [])))]
 async fn policies(
     State(state): State<Arc<AppState>>,
     _: Allowed<ReadPolicies>,
@@ -155,6 +240,13 @@ async fn policies(
     })))
 }
 
+/// Reloads the policies and schema from disk; an invalid set is refused and
+/// the last good one keeps serving.
+#[utoipa::path(post, path = "/v1/admin/policies/reload", tag = "admin",
+    responses((status = 200, description = "Reloaded", body = Object),
+        (status = 422, description = "Refused: `problems` says where; the last good set serves", body = crate::http::openapi::ErrorBody),
+        KeyErrors),
+    security(("api_key" = [])))]
 async fn reload(
     State(state): State<Arc<AppState>>,
     Allowed(caller, _): Allowed<ReloadPolicies>,
@@ -183,7 +275,8 @@ async fn reload(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Optional body of a rotation.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
     /// Publish the new key this long before it signs (default 0).
@@ -198,6 +291,10 @@ const MAX_PUBLISH_LEAD: u64 = 7 * 24 * 3600;
 /// tokens are signed with a new key (after the lead, during which it is
 /// only published); the old keys stay in the JWKS until their last token
 /// has expired.
+#[utoipa::path(post, path = "/v1/admin/keys/rotate", tag = "admin",
+    request_body(content = Option<RotateBody>, description = "Optional publish lead"),
+    responses((status = 200, description = "Rotated", body = RotatedDoc), KeyErrors),
+    security(("api_key" = [])))]
 async fn rotate_keys(
     State(state): State<Arc<AppState>>,
     Allowed(caller, _): Allowed<RotateSigningKeys>,

@@ -9,6 +9,7 @@
 use super::error::ApiError;
 use super::extract::route::{MintAnonymousToken, RefreshAnonymousToken, ResolveUser, RouteAction};
 use super::extract::{bearer, optional_body};
+use super::openapi::PublicErrors;
 use super::AppState;
 use crate::identity::anonymous::{self, AnonymousClaims, MintedToken};
 use crate::identity::TokenError;
@@ -18,23 +19,25 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Window of the public endpoints' rate limit.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The routes of this module.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/auth/anonymous", post(anonymous))
-        .route("/api/auth/resolve-user", post(resolve_user))
-        .route("/.well-known/jwks.json", get(jwks))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(anonymous))
+        .routes(routes!(resolve_user))
+        .routes(routes!(jwks))
 }
 
 /// The client's address: the peer, or the last `X-Forwarded-For` entry when
@@ -77,7 +80,8 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(String::from)
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Optional body of `POST /api/auth/anonymous`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AnonymousBody {
     /// The token to refresh.
@@ -86,9 +90,11 @@ struct AnonymousBody {
 }
 
 /// A new or refreshed anonymous token.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TokenResponse {
+    /// The ES256 JWT (shown once; only its hash is stored).
     token: String,
+    /// The anonymous user's canonical id.
     user_id: String,
     /// RFC 3339.
     expires_at: String,
@@ -172,6 +178,11 @@ fn record(token: &MintedToken) -> TokenRecord {
 /// `POST /api/auth/anonymous`: without a body, a new anonymous user with
 /// its own private workspace and project; with `{token}`, a refresh that
 /// accepts only the token last issued to that user.
+#[utoipa::path(post, path = "/api/auth/anonymous", tag = "identity",
+    request_body(content = Option<AnonymousBody>, description = "Empty: a new anonymous user; `{token}`: refresh"),
+    responses((status = 201, description = "A new anonymous user, its workspace, project and token", body = TokenResponse),
+        (status = 200, description = "A refreshed token", body = TokenResponse),
+        PublicErrors))]
 async fn anonymous(
     State(state): State<Arc<AppState>>,
     client: ClientAddr,
@@ -237,7 +248,8 @@ async fn anonymous(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Optional body of `POST /api/auth/resolve-user`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
     /// The anonymous token of the user signing up, if any.
@@ -245,14 +257,29 @@ struct ResolveBody {
     anonymous_token: Option<String>,
 }
 
-#[derive(Serialize)]
+/// The canonical user of the provider's token.
+#[derive(Serialize, ToSchema)]
 struct ResolveResponse {
+    /// Warden's id for this person (the IdP's `external_id`).
     user_id: String,
+}
+
+/// A JSON Web Key Set.
+#[derive(Serialize, ToSchema)]
+struct JwksDoc {
+    /// ES256 P-256 public keys; `kid` is the RFC 7638 thumbprint.
+    keys: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `POST /api/auth/resolve-user`: the canonical user of the provider's
 /// token, created or linked as needed, profile synced; with
 /// `anonymous_token`, that anonymous user signs up (CONTRACT §4).
+#[utoipa::path(post, path = "/api/auth/resolve-user", tag = "identity",
+    request_body(content = Option<ResolveBody>, description = "Optional: the anonymous token of the user signing up"),
+    responses((status = 200, description = "The canonical user", body = ResolveResponse),
+        (status = 409, description = "The identity conflicts with stored links", body = crate::http::openapi::ErrorBody),
+        PublicErrors),
+    security(("user_token" = [])))]
 async fn resolve_user(
     State(state): State<Arc<AppState>>,
     client: ClientAddr,
@@ -307,6 +334,8 @@ async fn resolve_user(
 }
 
 /// `GET /.well-known/jwks.json`: Warden's published public keys.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "identity",
+    responses((status = 200, description = "Warden's public signing keys", body = JwksDoc)))]
 async fn jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let body = state.identity.keys.jwks().await;
     (

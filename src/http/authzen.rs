@@ -10,28 +10,31 @@ use super::check::{decide_logged, verify_tokens};
 use super::error::ApiError;
 use super::extract::route::Decide;
 use super::extract::{Allowed, JsonBody};
+use super::openapi::KeyErrors;
 use super::AppState;
 use crate::decision::{Authn, DecisionInput, EntityRef, InputError, RawDecision};
 use crate::identity::TokenPrincipal;
 use crate::policy::Verdict;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::Json;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The routes of this module.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/access/v1/evaluation", post(evaluation))
-        .route("/access/v1/evaluations", post(evaluations))
-        .route("/.well-known/authzen-configuration", get(configuration))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(evaluation))
+        .routes(routes!(evaluations))
+        .routes(routes!(configuration))
 }
 
 /// An AuthZEN subject or resource.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 pub struct Entity {
     /// Cedar type without namespace.
     #[serde(rename = "type")]
@@ -44,7 +47,7 @@ pub struct Entity {
 }
 
 /// An AuthZEN action.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 pub struct Action {
     /// Cedar action name.
     pub name: String,
@@ -53,7 +56,8 @@ pub struct Action {
     pub properties: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An access evaluation request.
+#[derive(Debug, Deserialize, ToSchema)]
 struct EvaluationBody {
     subject: Entity,
     action: Action,
@@ -63,7 +67,7 @@ struct EvaluationBody {
 }
 
 /// One item of an evaluations request; missing parts come from the top level.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 struct Partial {
     #[serde(default)]
     subject: Option<Entity>,
@@ -75,7 +79,8 @@ struct Partial {
     context: Option<Map<String, Value>>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+/// How a batch of evaluations is carried out.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Semantic {
     #[default]
@@ -84,13 +89,15 @@ enum Semantic {
     PermitOnFirstPermit,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Evaluation options.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 struct Options {
     #[serde(default)]
     evaluations_semantic: Semantic,
 }
 
-#[derive(Debug, Deserialize)]
+/// An access evaluations request: top-level defaults and the items.
+#[derive(Debug, Deserialize, ToSchema)]
 struct EvaluationsBody {
     #[serde(flatten)]
     defaults: Partial,
@@ -99,6 +106,36 @@ struct EvaluationsBody {
     #[serde(default)]
     options: Option<Options>,
 }
+
+/// An AuthZEN decision.
+#[derive(Serialize, ToSchema)]
+struct DecisionDoc {
+    /// True for permit.
+    decision: bool,
+    /// Warden's reasons, errors and policy version.
+    context: Object,
+}
+
+/// The answers to an evaluations request, in order.
+#[derive(Serialize, ToSchema)]
+struct DecisionsDoc {
+    /// One per evaluation.
+    evaluations: Vec<DecisionDoc>,
+}
+
+/// The PDP metadata of AuthZEN 1.0.
+#[derive(Serialize, ToSchema)]
+struct ConfigurationDoc {
+    /// Warden's base URL.
+    policy_decision_point: String,
+    /// The access evaluation endpoint.
+    access_evaluation_endpoint: String,
+    /// The access evaluations endpoint.
+    access_evaluations_endpoint: String,
+}
+
+/// Any JSON object.
+type Object = Map<String, Value>;
 
 /// The end-user token a subject carries, if any.
 fn subject_token(subject: &Entity) -> Option<&str> {
@@ -163,6 +200,10 @@ fn answer(verdict: Verdict, version: &str) -> Value {
     })
 }
 
+/// AuthZEN access evaluation: one decision.
+#[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen", request_body = EvaluationBody,
+    responses((status = 200, description = "The decision", body = DecisionDoc), KeyErrors),
+    security(("api_key" = [])))]
 async fn evaluation(
     State(state): State<Arc<AppState>>,
     _: Allowed<Decide>,
@@ -234,6 +275,10 @@ fn complete(
     raw(subject, action, resource, context, tokens, path).map_err(|e| (e.field, e.message))
 }
 
+/// AuthZEN access evaluations: many decisions, with the evaluation semantics.
+#[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen", request_body = EvaluationsBody,
+    responses((status = 200, description = "The decisions, in order", body = DecisionsDoc), KeyErrors),
+    security(("api_key" = [])))]
 async fn evaluations(
     State(state): State<Arc<AppState>>,
     _: Allowed<Decide>,
@@ -351,6 +396,9 @@ async fn evaluations(
     Ok(Json(json!({ "evaluations": out })))
 }
 
+/// AuthZEN PDP metadata (discovery; unauthenticated).
+#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen",
+    responses((status = 200, description = "PDP metadata", body = ConfigurationDoc)))]
 async fn configuration(State(state): State<Arc<AppState>>) -> Json<Value> {
     let base = state.public_url.trim_end_matches('/');
     Json(json!({

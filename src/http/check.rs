@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use super::extract::route::Decide;
 use super::extract::{Allowed, JsonBody};
+use super::openapi::KeyErrors;
 use super::AppState;
 use crate::decision::{
     decide_all, explain_one, Authn, DecideError, DecisionInput, EntityRef, Explanation, InputError,
@@ -13,26 +14,28 @@ use crate::identity::TokenPrincipal;
 use crate::policy::{EvalError, PolicyEngine, Verdict};
 use crate::store::StoreError;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Most requests in one batch call.
 pub const MAX_BATCH: usize = 5_000;
 
 /// The routes of this module.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/check", post(check))
-        .route("/v1/check/batch", post(batch))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(check))
+        .routes(routes!(batch))
 }
 
 /// An entity named by type and id, e.g. `{"type": "Asset", "id": "a1"}`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntityRefBody {
     /// Cedar type without the `Warden::` namespace.
@@ -49,7 +52,7 @@ impl From<EntityRefBody> for EntityRef {
 }
 
 /// One decision request.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
     /// Who asks, named by the app.
@@ -126,9 +129,10 @@ impl CheckBody {
 }
 
 /// The answer to one decision request.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct CheckResponse {
     /// `allow` or `deny`.
+    #[schema(value_type = String, example = "allow")]
     pub decision: &'static str,
     /// `@id`s of the determining policies.
     pub reasons: Vec<String>,
@@ -233,6 +237,11 @@ pub async fn verify_tokens(
         })
 }
 
+/// Decides one request: may the principal (named, or the user of the
+/// end user's token) perform the action on the resource?
+#[utoipa::path(post, path = "/v1/check", tag = "decisions", request_body = CheckBody,
+    responses((status = 200, description = "The decision (deny is a 200 too)", body = CheckResponse), KeyErrors),
+    security(("api_key" = [])))]
 async fn check(
     State(state): State<Arc<AppState>>,
     _: Allowed<Decide>,
@@ -274,18 +283,26 @@ async fn check(
 }
 
 /// A batch of decision requests.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
+    /// 1 to 5,000 requests, decided over one load of facts.
     requests: Vec<CheckBody>,
 }
 
-#[derive(Serialize)]
+/// The answers, in request order.
+#[derive(Serialize, ToSchema)]
 struct BatchResponse {
+    /// One answer per request.
     results: Vec<CheckResponse>,
+    /// The policy set that decided them all.
     policy_version: String,
 }
 
+/// Decides up to 5,000 requests in one call and one database round trip.
+#[utoipa::path(post, path = "/v1/check/batch", tag = "decisions", request_body = BatchBody,
+    responses((status = 200, description = "The decisions, in order", body = BatchResponse), KeyErrors),
+    security(("api_key" = [])))]
 async fn batch(
     State(state): State<Arc<AppState>>,
     _: Allowed<Decide>,

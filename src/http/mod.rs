@@ -9,6 +9,7 @@ pub mod check;
 pub mod error;
 pub mod extract;
 pub mod manage;
+pub mod openapi;
 pub mod ops;
 
 use crate::policy::PolicyEngine;
@@ -20,6 +21,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{BoxError, Router};
+use utoipa_axum::router::OpenApiRouter;
+
+/// A router whose routes carry their OpenAPI descriptions.
+pub type Routes = OpenApiRouter<Arc<AppState>>;
 use error::ApiError;
 use extract::Caller;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -68,6 +73,8 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     /// Where every decision is appended, when configured.
     pub decision_log: Option<crate::decision_log::DecisionLog>,
+    /// The OpenAPI document, set once the router is built from the routes.
+    pub openapi: std::sync::OnceLock<String>,
 }
 
 /// What [`AppState::new`] needs besides the store and policies.
@@ -139,6 +146,7 @@ impl AppState {
             anonymous_rate_limit,
             trust_forwarded_for,
             decision_log,
+            openapi: std::sync::OnceLock::new(),
             policy_dirs,
             last_reload: std::sync::Mutex::new(None),
             store,
@@ -364,7 +372,7 @@ async fn deny_on_error_authzen(
 }
 
 /// `router` with requests abandoned after `timeout` (503, JSON body).
-fn with_timeout(router: Router<Arc<AppState>>, timeout: Duration) -> Router<Arc<AppState>> {
+fn with_timeout(router: Routes, timeout: Duration) -> Routes {
     router.layer(
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(timed_out))
@@ -381,13 +389,14 @@ pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
     let authzen = with_timeout(authzen::router(), timeout).layer(
         axum::middleware::map_response_with_state(state.clone(), deny_on_error_authzen),
     );
-    let decisions = Router::new()
+    let decisions = Routes::new()
         .merge(check)
         .merge(authzen)
         .layer(DefaultBodyLimit::max(DECISION_BODY_LIMIT));
     let admin =
         with_timeout(admin::router(), ADMIN_TIMEOUT).layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
-    Router::new()
+    // Every route comes with its OpenAPI description (utoipa_axum::routes!).
+    let (routes, spec) = Routes::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
         .merge(decisions)
         .merge(admin)
         .merge(with_timeout(auth::router(), timeout).layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT)))
@@ -395,6 +404,14 @@ pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
             with_timeout(manage::router(), timeout).layer(DefaultBodyLimit::max(MANAGE_BODY_LIMIT)),
         )
         .merge(with_timeout(ops::router(), timeout))
+        .split_for_parts();
+    match spec.to_json() {
+        Ok(json) => {
+            let _ = state.openapi.set(json);
+        }
+        Err(e) => tracing::error!(error = %e, "cannot render the OpenAPI document"),
+    }
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -21,15 +21,17 @@ use serde_json::{json, Value};
 use std::str::FromStr;
 
 /// How one policy fared on one request.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PolicyTrace {
     /// The policy's `@id`.
     pub id: String,
     /// `permit` or `forbid`.
+    #[schema(value_type = String)]
     pub effect: &'static str,
     /// The file it is in.
     pub file: String,
     /// `applied` (every condition held), `not_applied` or `error`.
+    #[schema(value_type = String)]
     pub outcome: &'static str,
     /// For `not_applied` and `error`: the condition that stopped it, in
     /// Cedar syntax (`unless { ... }` for an unless clause).

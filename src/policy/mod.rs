@@ -79,7 +79,7 @@ pub struct PolicyInfo {
 }
 
 /// An error Cedar reported while evaluating one policy.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct EvalError {
     /// The policy's `@id`, when the error is about one policy.
     #[serde(skip_serializing_if = "Option::is_none")]

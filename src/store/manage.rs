@@ -82,7 +82,7 @@ pub struct UserInfo {
 }
 
 /// An invite as listed (never its token).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InviteInfo {
     /// Invite id.
     pub id: String,
@@ -101,6 +101,7 @@ pub struct InviteInfo {
     /// Unix milliseconds.
     pub expires_at: i64,
     /// `pending`, `accepted`, `revoked` or `expired`.
+    #[schema(value_type = String)]
     pub status: &'static str,
 }
 

@@ -12,6 +12,7 @@ mod errors;
 mod identity;
 mod jwt_attacks;
 mod manage;
+mod openapi;
 mod ops;
 mod outage;
 mod policy_tools;

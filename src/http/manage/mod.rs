@@ -23,17 +23,17 @@ use super::AppState;
 use crate::audit::Actor;
 use crate::decision::{Authn, DecisionInput, EntityRef, RawDecision};
 use crate::domain::Id;
+use crate::http::Routes;
 use crate::store::manage::Change;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// The routes of the management API.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
+pub fn router() -> Routes {
+    Routes::new()
         .merge(resources::router())
         .merge(sharing::router())
 }
@@ -155,8 +155,9 @@ pub async fn authorize(
 }
 
 /// Cursor pagination: `?cursor=<last id>&limit=<n>`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// The `next_cursor` of the previous page.
     #[serde(default)]

@@ -12,44 +12,31 @@ use crate::domain::{
 };
 use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
+use crate::http::openapi::{AuditEntry, Page as PageDoc, UserErrors};
 use crate::http::AppState;
+use crate::http::Routes;
 use crate::store::facts::FactKeys;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 /// The routes of this module.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(
-            "/v1/workspaces",
-            get(list_workspaces).post(create_workspace),
-        )
-        .route(
-            "/v1/workspaces/{id}",
-            get(get_workspace)
-                .patch(update_workspace)
-                .delete(delete_workspace),
-        )
-        .route("/v1/workspaces/{id}/audit", get(workspace_audit))
-        .route("/v1/projects", get(list_projects).post(create_project))
-        .route(
-            "/v1/projects/{id}",
-            get(get_project)
-                .patch(update_project)
-                .delete(delete_project),
-        )
-        .route("/v1/projects/{id}/audit", get(project_audit))
-        .route("/v1/assets", get(list_assets).post(create_asset))
-        .route(
-            "/v1/assets/{id}",
-            get(get_asset).patch(update_asset).delete(delete_asset),
-        )
-        .route("/v1/assets/{id}/audit", get(asset_audit))
+pub fn router() -> Routes {
+    Routes::new()
+        .routes(routes!(list_workspaces, create_workspace))
+        .routes(routes!(get_workspace, update_workspace, delete_workspace))
+        .routes(routes!(workspace_audit))
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(get_project, update_project, delete_project))
+        .routes(routes!(project_audit))
+        .routes(routes!(list_assets, create_asset))
+        .routes(routes!(get_asset, update_asset, delete_asset))
+        .routes(routes!(asset_audit))
 }
 
 fn new_id(prefix: &str) -> Result<Id, ApiError> {
@@ -61,7 +48,7 @@ fn no_context() -> Map<String, Value> {
 }
 
 /// `POST /v1/workspaces` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewWorkspace {
     /// The app's own id (default: generated).
@@ -72,6 +59,11 @@ struct NewWorkspace {
     visibility: Visibility,
 }
 
+/// Creates a workspace owned by the caller (action create_workspace on the caller).
+#[utoipa::path(post, path = "/v1/workspaces", tag = "management",
+    request_body = NewWorkspace,
+    responses((status = 201, description = "Creates a workspace owned by the caller (action create_workspace on the caller)", body = WorkspaceRecord), UserErrors),
+    security(("user_token" = [])))]
 async fn create_workspace(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -102,6 +94,11 @@ async fn create_workspace(
     Ok((StatusCode::CREATED, Json(record)))
 }
 
+/// A workspace (action read).
+#[utoipa::path(get, path = "/v1/workspaces/{id}", tag = "management",
+    params(("id" = String, Path, description = "The workspace's id")),
+    responses((status = 200, description = "A workspace (action read)", body = WorkspaceRecord), UserErrors),
+    security(("user_token" = [])))]
 async fn get_workspace(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -115,7 +112,7 @@ async fn get_workspace(
 }
 
 /// `PATCH /v1/workspaces/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WorkspaceChange {
     /// New visibility (action `share`).
@@ -127,6 +124,12 @@ struct WorkspaceChange {
     owner: Option<String>,
 }
 
+/// Changes visibility (share) or owner (manage_members).
+#[utoipa::path(patch, path = "/v1/workspaces/{id}", tag = "management",
+    params(("id" = String, Path, description = "The workspace's id")),
+    request_body = WorkspaceChange,
+    responses((status = 200, description = "Changes visibility (share) or owner (manage_members)", body = WorkspaceRecord), UserErrors),
+    security(("user_token" = [])))]
 async fn update_workspace(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -176,6 +179,11 @@ fn nothing_to_change(fields: &str) -> ApiError {
     .with("field", json!("body"))
 }
 
+/// Deletes a workspace and everything in it (action delete).
+#[utoipa::path(delete, path = "/v1/workspaces/{id}", tag = "management",
+    params(("id" = String, Path, description = "The workspace's id")),
+    responses((status = 204, description = "Deletes a workspace and everything in it (action delete)"), UserErrors),
+    security(("user_token" = [])))]
 async fn delete_workspace(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -191,7 +199,7 @@ async fn delete_workspace(
 }
 
 /// `POST /v1/projects` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewProject {
     /// The workspace it goes in (action `create_project` there).
@@ -204,6 +212,11 @@ struct NewProject {
     visibility: Visibility,
 }
 
+/// Creates a project in a workspace (action create_project there).
+#[utoipa::path(post, path = "/v1/projects", tag = "management",
+    request_body = NewProject,
+    responses((status = 201, description = "Creates a project in a workspace (action create_project there)", body = ProjectRecord), UserErrors),
+    security(("user_token" = [])))]
 async fn create_project(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -232,6 +245,11 @@ async fn create_project(
     Ok((StatusCode::CREATED, Json(record)))
 }
 
+/// A project (action read).
+#[utoipa::path(get, path = "/v1/projects/{id}", tag = "management",
+    params(("id" = String, Path, description = "The project's id")),
+    responses((status = 200, description = "A project (action read)", body = ProjectRecord), UserErrors),
+    security(("user_token" = [])))]
 async fn get_project(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -245,7 +263,7 @@ async fn get_project(
 }
 
 /// `PATCH /v1/projects/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProjectChange {
     /// New visibility (action `share`).
@@ -257,6 +275,12 @@ struct ProjectChange {
     workspace: Option<String>,
 }
 
+/// Changes visibility (share) or moves the project (delete here, create_project there).
+#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "management",
+    params(("id" = String, Path, description = "The project's id")),
+    request_body = ProjectChange,
+    responses((status = 200, description = "Changes visibility (share) or moves the project (delete here, create_project there)", body = ProjectRecord), UserErrors),
+    security(("user_token" = [])))]
 async fn update_project(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -305,6 +329,11 @@ async fn update_project(
     Ok(Json(after))
 }
 
+/// Deletes a project and its assets (action delete).
+#[utoipa::path(delete, path = "/v1/projects/{id}", tag = "management",
+    params(("id" = String, Path, description = "The project's id")),
+    responses((status = 204, description = "Deletes a project and its assets (action delete)"), UserErrors),
+    security(("user_token" = [])))]
 async fn delete_project(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -320,7 +349,7 @@ async fn delete_project(
 }
 
 /// `POST /v1/assets` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAsset {
     /// The project it goes in (action `create_asset` there).
@@ -336,6 +365,11 @@ struct NewAsset {
     public_access: PublicAccess,
 }
 
+/// Creates an asset in a project, with the app's own id if given (action create_asset there).
+#[utoipa::path(post, path = "/v1/assets", tag = "management",
+    request_body = NewAsset,
+    responses((status = 201, description = "Creates an asset in a project, with the app's own id if given (action create_asset there)", body = AssetRecord), UserErrors),
+    security(("user_token" = [])))]
 async fn create_asset(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -373,6 +407,11 @@ async fn create_asset(
     Ok((StatusCode::CREATED, Json(record)))
 }
 
+/// An asset (action read).
+#[utoipa::path(get, path = "/v1/assets/{id}", tag = "management",
+    params(("id" = String, Path, description = "The asset's id")),
+    responses((status = 200, description = "An asset (action read)", body = AssetRecord), UserErrors),
+    security(("user_token" = [])))]
 async fn get_asset(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -386,7 +425,7 @@ async fn get_asset(
 }
 
 /// `PATCH /v1/assets/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AssetChange {
     /// New visibility (action `share`).
@@ -401,6 +440,12 @@ struct AssetChange {
     project: Option<String>,
 }
 
+/// Changes visibility and public access (share) or moves the asset (delete here, create_asset there).
+#[utoipa::path(patch, path = "/v1/assets/{id}", tag = "management",
+    params(("id" = String, Path, description = "The asset's id")),
+    request_body = AssetChange,
+    responses((status = 200, description = "Changes visibility and public access (share) or moves the asset (delete here, create_asset there)", body = AssetRecord), UserErrors),
+    security(("user_token" = [])))]
 async fn update_asset(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -465,6 +510,11 @@ async fn update_asset(
     Ok(Json(after))
 }
 
+/// Deletes an asset (action delete).
+#[utoipa::path(delete, path = "/v1/assets/{id}", tag = "management",
+    params(("id" = String, Path, description = "The asset's id")),
+    responses((status = 204, description = "Deletes an asset (action delete)"), UserErrors),
+    security(("user_token" = [])))]
 async fn delete_asset(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -562,6 +612,11 @@ fn page_body<T: serde::Serialize>(items: Vec<T>, next: Option<String>) -> Json<V
     Json(json!({"items": items, "next_cursor": next}))
 }
 
+/// The workspaces the caller may read, by id.
+#[utoipa::path(get, path = "/v1/workspaces", tag = "management",
+    params(Page),
+    responses((status = 200, description = "The workspaces the caller may read, by id", body = PageDoc<WorkspaceRecord>), UserErrors),
+    security(("user_token" = [])))]
 async fn list_workspaces(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -587,6 +642,11 @@ async fn list_workspaces(
     Ok(page_body(items, next))
 }
 
+/// The projects the caller may read (optionally in one workspace), by id.
+#[utoipa::path(get, path = "/v1/projects", tag = "management",
+    params(Page),
+    responses((status = 200, description = "The projects the caller may read (optionally in one workspace), by id", body = PageDoc<ProjectRecord>), UserErrors),
+    security(("user_token" = [])))]
 async fn list_projects(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -613,6 +673,11 @@ async fn list_projects(
     Ok(page_body(items, next))
 }
 
+/// The assets the caller may read by role or grant (optionally in one project), by id; never by public link alone.
+#[utoipa::path(get, path = "/v1/assets", tag = "management",
+    params(Page),
+    responses((status = 200, description = "The assets the caller may read by role or grant (optionally in one project), by id; never by public link alone", body = PageDoc<AssetRecord>), UserErrors),
+    security(("user_token" = [])))]
 async fn list_assets(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -674,6 +739,11 @@ async fn audit(
     Ok(page_body(events, next))
 }
 
+/// The workspace's audit trail, oldest first (action read_audit).
+#[utoipa::path(get, path = "/v1/workspaces/{id}/audit", tag = "management",
+    params(("id" = String, Path, description = "The workspace's id"), Page),
+    responses((status = 200, description = "The workspace's audit trail, oldest first (action read_audit)", body = PageDoc<AuditEntry>), UserErrors),
+    security(("user_token" = [])))]
 async fn workspace_audit(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -683,6 +753,11 @@ async fn workspace_audit(
     audit(&state, &user, "Workspace", &id, &page).await
 }
 
+/// The project's audit trail, oldest first (action read_audit).
+#[utoipa::path(get, path = "/v1/projects/{id}/audit", tag = "management",
+    params(("id" = String, Path, description = "The project's id"), Page),
+    responses((status = 200, description = "The project's audit trail, oldest first (action read_audit)", body = PageDoc<AuditEntry>), UserErrors),
+    security(("user_token" = [])))]
 async fn project_audit(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -692,6 +767,11 @@ async fn project_audit(
     audit(&state, &user, "Project", &id, &page).await
 }
 
+/// The asset's audit trail, oldest first (action read_audit).
+#[utoipa::path(get, path = "/v1/assets/{id}/audit", tag = "management",
+    params(("id" = String, Path, description = "The asset's id"), Page),
+    responses((status = 200, description = "The asset's audit trail, oldest first (action read_audit)", body = PageDoc<AuditEntry>), UserErrors),
+    security(("user_token" = [])))]
 async fn asset_audit(
     State(state): State<Arc<AppState>>,
     user: EndUser,

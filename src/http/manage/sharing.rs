@@ -3,22 +3,27 @@
 
 use super::{authorize, parse_id, EndUser};
 use crate::decision::Authn;
+use crate::domain::Id;
 use crate::domain::{GrantRecord, MembershipRecord, Permission, Role, Scope};
 use crate::http::auth::ClientAddr;
 use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
+use crate::http::openapi::UserErrors;
 use crate::http::AppState;
+use crate::http::Routes;
 use crate::store::manage::{InviteInfo, NewInvite};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine;
 use rand::RngCore;
 use serde::Deserialize;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 /// Lifetime of an invite unless asked otherwise: 7 days.
 pub const DEFAULT_INVITE_TTL: u64 = 7 * 24 * 3600;
@@ -26,33 +31,91 @@ pub const DEFAULT_INVITE_TTL: u64 = 7 * 24 * 3600;
 pub const MAX_INVITE_TTL: u64 = 30 * 24 * 3600;
 
 /// The routes of this module.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/workspaces/{id}/members", get(workspace_members))
-        .route(
-            "/v1/workspaces/{id}/members/{user}",
-            put(put_workspace_member).delete(delete_workspace_member),
-        )
-        .route("/v1/projects/{id}/members", get(project_members))
-        .route(
-            "/v1/projects/{id}/members/{user}",
-            put(put_project_member).delete(delete_project_member),
-        )
-        .route("/v1/assets/{id}/grants", get(grants))
-        .route(
-            "/v1/assets/{id}/grants/{user}",
-            put(put_grant).delete(delete_grant),
-        )
-        .route(
-            "/v1/workspaces/{id}/invites",
-            get(workspace_invites).post(create_workspace_invite),
-        )
-        .route(
-            "/v1/projects/{id}/invites",
-            get(project_invites).post(create_project_invite),
-        )
-        .route("/v1/invites/{id}", delete(revoke_invite))
-        .route("/v1/invites/accept", post(accept_invite))
+pub fn router() -> Routes {
+    Routes::new()
+        .routes(routes!(workspace_members))
+        .routes(routes!(put_workspace_member, delete_workspace_member))
+        .routes(routes!(project_members))
+        .routes(routes!(put_project_member, delete_project_member))
+        .routes(routes!(grants))
+        .routes(routes!(put_grant, delete_grant))
+        .routes(routes!(workspace_invites, create_workspace_invite))
+        .routes(routes!(project_invites, create_project_invite))
+        .routes(routes!(revoke_invite))
+        .routes(routes!(accept_invite))
+}
+
+/// The members of a workspace or project.
+#[derive(Serialize, ToSchema)]
+struct MembersDoc {
+    /// The workspace's owner (absent for a project).
+    owner: Option<Id>,
+    /// Members and their roles.
+    members: Vec<MembershipRecord>,
+}
+
+/// A member set.
+#[derive(Serialize, ToSchema)]
+struct MemberDoc {
+    /// The membership now.
+    member: MembershipRecord,
+    /// The role before, if the user was a member.
+    previous_role: Option<Role>,
+}
+
+/// An asset's grants.
+#[derive(Serialize, ToSchema)]
+struct GrantsDoc {
+    /// The grants.
+    grants: Vec<GrantRecord>,
+}
+
+/// A grant set.
+#[derive(Serialize, ToSchema)]
+struct GrantDoc {
+    /// The grant now.
+    grant: GrantRecord,
+    /// The permission before, if any.
+    previous_permission: Option<Permission>,
+}
+
+/// Invites, never their tokens.
+#[derive(Serialize, ToSchema)]
+struct InvitesDoc {
+    /// Newest first.
+    invites: Vec<InviteInfo>,
+}
+
+/// A new invite: the only time its token is shown.
+#[derive(Serialize, ToSchema)]
+struct CreatedInviteDoc {
+    /// Invite id (to revoke it).
+    id: String,
+    /// 256 random bits, URL-safe; only its SHA-256 is stored.
+    token: String,
+    /// Workspace or project.
+    scope: Scope,
+    /// Its id.
+    scope_id: String,
+    /// The one email that may accept it.
+    email: String,
+    /// The role it grants.
+    role: Role,
+    /// Unix milliseconds.
+    expires_at: i64,
+}
+
+/// An accepted invite.
+#[derive(Serialize, ToSchema)]
+struct AcceptedDoc {
+    /// Workspace or project.
+    scope: Scope,
+    /// Its id.
+    scope_id: String,
+    /// The user who joined.
+    user: String,
+    /// The role now held (a stronger one already held is kept).
+    role: Role,
 }
 
 fn type_of(scope: Scope) -> &'static str {
@@ -77,6 +140,11 @@ async fn members(
     Ok(Json(json!({"members": members, "owner": owner})))
 }
 
+/// The workspace's owner and members (action read).
+#[utoipa::path(get, path = "/v1/workspaces/{id}/members", tag = "management",
+    params(("id" = String, Path, description = "The workspace's id")),
+    responses((status = 200, description = "The workspace's owner and members (action read)", body = MembersDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn workspace_members(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -85,6 +153,11 @@ async fn workspace_members(
     members(&state, &user, Scope::Workspace, &id).await
 }
 
+/// The project's members (action read).
+#[utoipa::path(get, path = "/v1/projects/{id}/members", tag = "management",
+    params(("id" = String, Path, description = "The project's id")),
+    responses((status = 200, description = "The project's members (action read)", body = MembersDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn project_members(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -94,7 +167,7 @@ async fn project_members(
 }
 
 /// `PUT .../members/{user}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MemberBody {
     /// `owner`, `editor` or `viewer` (projects: `editor` or `viewer`).
@@ -181,6 +254,12 @@ async fn delete_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Sets a member's role (action manage_members); the owner cannot be demoted.
+#[utoipa::path(put, path = "/v1/workspaces/{id}/members/{user}", tag = "management",
+    params(("id" = String, Path, description = "The workspace's id"), ("user" = String, Path, description = "The user's id")),
+    request_body = MemberBody,
+    responses((status = 200, description = "Sets a member's role (action manage_members); the owner cannot be demoted", body = MemberDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn put_workspace_member(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -190,6 +269,11 @@ async fn put_workspace_member(
     put_member(&state, &user, Scope::Workspace, &id, &member, body).await
 }
 
+/// Removes a member (action manage_members); the owner cannot be removed.
+#[utoipa::path(delete, path = "/v1/workspaces/{id}/members/{user}", tag = "management",
+    params(("id" = String, Path, description = "The workspace's id"), ("user" = String, Path, description = "The user's id")),
+    responses((status = 204, description = "Removes a member (action manage_members); the owner cannot be removed"), UserErrors),
+    security(("user_token" = [])))]
 async fn delete_workspace_member(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -198,6 +282,12 @@ async fn delete_workspace_member(
     delete_member(&state, &user, Scope::Workspace, &id, &member).await
 }
 
+/// Sets a project member's role, editor or viewer (action manage_members).
+#[utoipa::path(put, path = "/v1/projects/{id}/members/{user}", tag = "management",
+    params(("id" = String, Path, description = "The project's id"), ("user" = String, Path, description = "The user's id")),
+    request_body = MemberBody,
+    responses((status = 200, description = "Sets a project member's role, editor or viewer (action manage_members)", body = MemberDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn put_project_member(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -207,6 +297,11 @@ async fn put_project_member(
     put_member(&state, &user, Scope::Project, &id, &member, body).await
 }
 
+/// Removes a project member (action manage_members).
+#[utoipa::path(delete, path = "/v1/projects/{id}/members/{user}", tag = "management",
+    params(("id" = String, Path, description = "The project's id"), ("user" = String, Path, description = "The user's id")),
+    responses((status = 204, description = "Removes a project member (action manage_members)"), UserErrors),
+    security(("user_token" = [])))]
 async fn delete_project_member(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -215,6 +310,11 @@ async fn delete_project_member(
     delete_member(&state, &user, Scope::Project, &id, &member).await
 }
 
+/// The asset's per-user grants (action share).
+#[utoipa::path(get, path = "/v1/assets/{id}/grants", tag = "management",
+    params(("id" = String, Path, description = "The asset's id")),
+    responses((status = 200, description = "The asset's per-user grants (action share)", body = GrantsDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn grants(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -226,13 +326,19 @@ async fn grants(
 }
 
 /// `PUT /v1/assets/{id}/grants/{user}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GrantBody {
     /// `read` or `write`.
     permission: Permission,
 }
 
+/// Grants a user read or write on the asset, anonymous users included (action share).
+#[utoipa::path(put, path = "/v1/assets/{id}/grants/{user}", tag = "management",
+    params(("id" = String, Path, description = "The asset's id"), ("user" = String, Path, description = "The user's id")),
+    request_body = GrantBody,
+    responses((status = 200, description = "Grants a user read or write on the asset, anonymous users included (action share)", body = GrantDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn put_grant(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -251,6 +357,11 @@ async fn put_grant(
     ))
 }
 
+/// Removes a user's grant (action share).
+#[utoipa::path(delete, path = "/v1/assets/{id}/grants/{user}", tag = "management",
+    params(("id" = String, Path, description = "The asset's id"), ("user" = String, Path, description = "The user's id")),
+    responses((status = 204, description = "Removes a user's grant (action share)"), UserErrors),
+    security(("user_token" = [])))]
 async fn delete_grant(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -266,7 +377,7 @@ async fn delete_grant(
 }
 
 /// `POST .../invites` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteBody {
     /// The one email that may accept it (compared case-insensitively).
@@ -355,6 +466,12 @@ async fn create_invite(
     ))
 }
 
+/// Invites one email into the workspace; the token is in this answer only (action invite).
+#[utoipa::path(post, path = "/v1/workspaces/{id}/invites", tag = "management",
+    params(("id" = String, Path, description = "The workspace's id")),
+    request_body = InviteBody,
+    responses((status = 201, description = "Invites one email into the workspace; the token is in this answer only (action invite)", body = CreatedInviteDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn create_workspace_invite(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -364,6 +481,12 @@ async fn create_workspace_invite(
     create_invite(&state, &user, Scope::Workspace, &id, body).await
 }
 
+/// Invites one email into the project; the token is in this answer only (action invite).
+#[utoipa::path(post, path = "/v1/projects/{id}/invites", tag = "management",
+    params(("id" = String, Path, description = "The project's id")),
+    request_body = InviteBody,
+    responses((status = 201, description = "Invites one email into the project; the token is in this answer only (action invite)", body = CreatedInviteDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn create_project_invite(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -384,6 +507,11 @@ async fn list_invites(
     Ok(Json(json!({"invites": invites})))
 }
 
+/// The workspace's invites, never their tokens (action invite).
+#[utoipa::path(get, path = "/v1/workspaces/{id}/invites", tag = "management",
+    params(("id" = String, Path, description = "The workspace's id")),
+    responses((status = 200, description = "The workspace's invites, never their tokens (action invite)", body = InvitesDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn workspace_invites(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -392,6 +520,11 @@ async fn workspace_invites(
     list_invites(&state, &user, Scope::Workspace, &id).await
 }
 
+/// The project's invites, never their tokens (action invite).
+#[utoipa::path(get, path = "/v1/projects/{id}/invites", tag = "management",
+    params(("id" = String, Path, description = "The project's id")),
+    responses((status = 200, description = "The project's invites, never their tokens (action invite)", body = InvitesDoc), UserErrors),
+    security(("user_token" = [])))]
 async fn project_invites(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -400,6 +533,11 @@ async fn project_invites(
     list_invites(&state, &user, Scope::Project, &id).await
 }
 
+/// Revokes a pending invite (action invite on its scope).
+#[utoipa::path(delete, path = "/v1/invites/{id}", tag = "management",
+    params(("id" = String, Path, description = "The invite's id")),
+    responses((status = 204, description = "Revokes a pending invite (action invite on its scope)"), (status = 410, description = "Already used or revoked", body = crate::http::openapi::ErrorBody), UserErrors),
+    security(("user_token" = [])))]
 async fn revoke_invite(
     State(state): State<Arc<AppState>>,
     user: EndUser,
@@ -425,7 +563,7 @@ async fn revoke_invite(
 }
 
 /// `POST /v1/invites/accept` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AcceptBody {
     /// The invite token, as created.
@@ -452,6 +590,11 @@ async fn caller_email(state: &AppState, user: &EndUser) -> Result<String, ApiErr
     Ok(email.map(|e| e.trim().to_lowercase()).unwrap_or_default())
 }
 
+/// Accepts an invite as the signed-in holder of its email (action accept_invite); single use; rate limited per client address.
+#[utoipa::path(post, path = "/v1/invites/accept", tag = "management",
+    request_body = AcceptBody,
+    responses((status = 200, description = "Accepts an invite as the signed-in holder of its email (action accept_invite); single use; rate limited per client address", body = AcceptedDoc), (status = 410, description = "Used, revoked or expired", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited", body = crate::http::openapi::ErrorBody), UserErrors),
+    security(("user_token" = [])))]
 async fn accept_invite(
     State(state): State<Arc<AppState>>,
     client: ClientAddr,
