@@ -121,7 +121,8 @@ pub struct IdentityArgs {
     /// The provider's admin API secret key.
     #[arg(long, env = "WARDEN_IDP_ADMIN_SECRET", hide_env_values = true)]
     pub idp_admin_secret: Option<String>,
-    /// Requests per minute per client address on `/api/auth/anonymous`.
+    /// Requests per minute per client address on the public endpoints:
+    /// `/api/auth/anonymous` (mint, refresh) and `/v1/invites/accept`.
     #[arg(long, env = "WARDEN_ANONYMOUS_RATE_LIMIT", default_value_t = 30)]
     pub anonymous_rate_limit: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (set

@@ -205,7 +205,7 @@ async fn evaluation_errors_name_the_authzen_field() {
             "resource.type",
         ),
         (
-            json!({"subject": user("alice"), "action": action("share"), "resource": {"type": "Project", "id": "p"}}),
+            json!({"subject": user("alice"), "action": action("create_project"), "resource": {"type": "Project", "id": "p"}}),
             "resource.type",
         ),
     ] {

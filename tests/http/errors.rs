@@ -392,8 +392,8 @@ fn unaskable() -> Vec<(&'static str, Value, &'static str)> {
             "principal.type",
         ),
         (
-            "share applies to assets only",
-            json!({"principal": {"type": "User", "id": "alice"}, "action": "share",
+            "create_asset applies to projects only",
+            json!({"principal": {"type": "User", "id": "alice"}, "action": "create_asset",
             "resource": {"type": "Workspace", "id": "w"}}),
             "resource.type",
         ),

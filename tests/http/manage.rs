@@ -251,6 +251,16 @@ both_backends!(
 async fn routes_fail_closed_for_callers_without_the_right(db: Db) {
     let env = env(db).await;
     let (alice, carol, mallory) = env.world().await;
+    let (status, invite) = env
+        .as_(
+            &alice,
+            "POST",
+            "/v1/workspaces/w/invites",
+            Some(&json!({"email": "z@example.com", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let revoke = format!("/v1/invites/{}", invite["id"].as_str().unwrap());
     let sizes = env.sizes().await;
     let audits = env.audits().await;
     // Mallory (owner of another workspace) on every route of alice's ids.
@@ -788,6 +798,11 @@ async fn listings_page_through_what_the_caller_may_read_and_never_public_links(d
     assert_eq!(status, 200);
     assert_eq!(trail["items"][0]["action"], "asset.create");
     assert_eq!(trail["items"][0]["actor"], format!("user:{}", alice.id));
+    assert_eq!(
+        trail["items"][0]["request_id"].as_str().map(str::len),
+        Some(36),
+        "{trail}"
+    );
     let next = trail["next_cursor"].as_str().unwrap();
     let (_, trail) = env
         .as_(
@@ -881,3 +896,83 @@ async fn client_mistakes_are_4xx_and_change_nothing(db: Db) {
 }
 
 both_backends!(client_mistakes, client_mistakes_are_4xx_and_change_nothing);
+
+async fn invite_accepts_are_rate_limited_across_replicas(db: Db) {
+    let idp = FakeIdp::start().await;
+    let pg = match db {
+        Db::Postgres => Some(crate::common::PgDatabase::create().await),
+        Db::Sqlite => None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg
+        .as_ref()
+        .map(crate::common::PgDatabase::url)
+        .unwrap_or_else(|| warden::store::sqlite_url(dir.path()));
+    let configure = |s: &mut warden::config::Settings| {
+        idp.configure(s);
+        s.anonymous_rate_limit = 2;
+    };
+    let a = spawn_configured(db, None, Some(url.clone()), configure).await;
+    let b = spawn_configured(db, pg, Some(url), configure).await;
+    let a = Env { app: a, idp };
+    let person = a.person("rita").await;
+    let accept = |app: &TestApp| {
+        let (client, url, token) = (
+            app.client.clone(),
+            format!("{}/v1/invites/accept", app.base),
+            a.token(&person),
+        );
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"token": "winv_unknown"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(accept(&a.app).await.status().as_u16(), 404);
+    assert_eq!(accept(&b).await.status().as_u16(), 404);
+    let limited = accept(&b).await;
+    assert_eq!(limited.status().as_u16(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_eq!(accept(&a.app).await.status().as_u16(), 429);
+}
+
+both_backends!(
+    accept_rate_limit,
+    invite_accepts_are_rate_limited_across_replicas
+);
+
+/// Workspace creation is a policy decision too: without the permit, it is refused.
+#[tokio::test]
+async fn without_the_create_permit_nobody_creates_workspaces() {
+    let idp = FakeIdp::start().await;
+    let policies = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(crate::common::repo().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let file = policies.path().join("management.cedar");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let start = text.find("@id(\"users-create-own-workspaces\")").unwrap();
+    let end = start + text[start..].find(";\n").unwrap() + 2;
+    std::fs::write(&file, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let dir = policies.path().to_path_buf();
+    let app = spawn_configured(Db::Sqlite, None, None, |s| {
+        idp.configure(s);
+        s.policies = dir;
+    })
+    .await;
+    let env = Env { app, idp };
+    let olga = env.person("olga").await;
+    let sizes = env.sizes().await;
+    let audits = env.audits().await;
+    let (status, body) = env
+        .as_(&olga, "POST", "/v1/workspaces", Some(&json!({"id": "w"})))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(env.sizes().await, sizes);
+    assert_eq!(env.audits().await, audits);
+}
