@@ -282,6 +282,15 @@ async fn routes_fail_closed_for_callers_without_the_right(db: Db) {
             assert_eq!(status, 403, "carol {method} {path}: {answer}");
         }
     }
+    for who in [&mallory, &carol] {
+        let (status, _) = env.as_(who, "DELETE", &revoke, None).await;
+        assert_eq!(status, 403, "only those who may invite revoke invites");
+        let accept = json!({"token": invite["token"]});
+        let (status, _) = env
+            .as_(who, "POST", "/v1/invites/accept", Some(&accept))
+            .await;
+        assert_eq!(status, 403, "an invite bound to another email");
+    }
     assert_eq!(env.sizes().await, sizes, "a refused request wrote nothing");
     assert_eq!(
         env.audits().await,
