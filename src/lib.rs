@@ -22,6 +22,7 @@ pub mod entities;
 pub mod http;
 pub mod identity;
 pub mod policy;
+pub mod search;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -132,18 +132,22 @@ struct ConfigurationDoc {
     access_evaluation_endpoint: String,
     /// The access evaluations endpoint.
     access_evaluations_endpoint: String,
+    /// The subject search endpoint.
+    search_subject_endpoint: String,
+    /// The resource search endpoint.
+    search_resource_endpoint: String,
 }
 
 /// Any JSON object.
 type Object = Map<String, Value>;
 
 /// The end-user token a subject carries, if any.
-fn subject_token(subject: &Entity) -> Option<&str> {
+pub(super) fn subject_token(subject: &Entity) -> Option<&str> {
     subject.properties.as_ref()?.get("token")?.as_str()
 }
 
 /// The subject of a token-carrying `subject`, as its verified user.
-fn token_subject(
+pub(super) fn token_subject(
     mut subject: Entity,
     tokens: &HashMap<String, TokenPrincipal>,
     path: &str,
@@ -405,5 +409,7 @@ async fn configuration(State(state): State<Arc<AppState>>) -> Json<Value> {
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
+        "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
     }))
 }

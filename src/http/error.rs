@@ -192,6 +192,15 @@ impl From<ManageError> for ApiError {
     }
 }
 
+impl From<crate::search::SearchError> for ApiError {
+    fn from(e: crate::search::SearchError) -> Self {
+        match e {
+            crate::search::SearchError::Decide(e) => e.into(),
+            crate::search::SearchError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<InputError> for ApiError {
     fn from(e: InputError) -> Self {
         ApiError::bad_request(e.to_string()).with("field", Value::String(e.field))

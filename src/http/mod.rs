@@ -11,6 +11,7 @@ pub mod extract;
 pub mod manage;
 pub mod openapi;
 pub mod ops;
+pub mod search;
 
 use crate::policy::PolicyEngine;
 use crate::store::api_keys::ApiKey;
@@ -402,6 +403,10 @@ pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
         .merge(with_timeout(auth::router(), timeout).layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT)))
         .merge(
             with_timeout(manage::router(), timeout).layer(DefaultBodyLimit::max(MANAGE_BODY_LIMIT)),
+        )
+        .merge(
+            with_timeout(search::router(), timeout)
+                .layer(DefaultBodyLimit::max(DECISION_BODY_LIMIT)),
         )
         .merge(with_timeout(ops::router(), timeout))
         .split_for_parts();

@@ -332,26 +332,78 @@ impl Store {
         self.ids(sql, user, after, Some(workspace), limit).await
     }
 
-    /// Ids of assets (in `project` when not empty) `user` has a relation to
-    /// (by role or grant; never by public link), after `after`, in id order.
+    /// Ids of assets (in `workspace` and/or `project` when not empty)
+    /// `user` has a relation to (by role or grant; never by public link),
+    /// after `after`, in id order.
     pub async fn asset_candidates(
         &self,
         user: &str,
+        workspace: &str,
         project: &str,
         after: &str,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
         let sql = "SELECT id FROM (\
-              SELECT a.id, a.project_id FROM assets a JOIN projects p ON p.id = a.project_id \
+              SELECT a.id, a.project_id, p.workspace_id FROM assets a JOIN projects p ON p.id = a.project_id \
                     JOIN workspaces w ON w.id = p.workspace_id WHERE w.owner_id = $1 \
-              UNION SELECT a.id, a.project_id FROM assets a JOIN projects p ON p.id = a.project_id \
+              UNION SELECT a.id, a.project_id, p.workspace_id FROM assets a JOIN projects p ON p.id = a.project_id \
                     JOIN workspace_members m ON m.workspace_id = p.workspace_id WHERE m.user_id = $1 \
-              UNION SELECT a.id, a.project_id FROM assets a \
+              UNION SELECT a.id, a.project_id, p.workspace_id FROM assets a JOIN projects p ON p.id = a.project_id \
                     JOIN project_members m ON m.project_id = a.project_id WHERE m.user_id = $1 \
-              UNION SELECT a.id, a.project_id FROM assets a \
+              UNION SELECT a.id, a.project_id, p.workspace_id FROM assets a JOIN projects p ON p.id = a.project_id \
                     JOIN asset_grants g ON g.asset_id = a.id WHERE g.user_id = $1\
-            ) c WHERE id > $2 AND ($3 = '' OR project_id = $3) ORDER BY id LIMIT $4";
-        self.ids(sql, user, after, Some(project), limit).await
+            ) c WHERE id > $2 AND ($3 = '' OR workspace_id = $3) AND ($4 = '' OR project_id = $4) \
+            ORDER BY id LIMIT $5";
+        let rows = sqlx::query(sql)
+            .bind(user)
+            .bind(after)
+            .bind(workspace)
+            .bind(project)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| text(row, "id")).collect()
+    }
+
+    /// Ids of users with a relation to `ty` `id`: the workspace's owner and
+    /// members, the project's members, the asset's grantees (and, for a
+    /// workspace, members of its projects), after `after`, in id order.
+    pub async fn subject_candidates(
+        &self,
+        ty: &str,
+        id: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let Some(workspace) = self.workspace_of(ty, id).await? else {
+            return Ok(Vec::new());
+        };
+        let project = match ty {
+            "Project" => id.to_string(),
+            "Asset" => match self.asset(id).await? {
+                Some(a) => a.project.to_string(),
+                None => return Ok(Vec::new()),
+            },
+            _ => String::new(),
+        };
+        let asset = if ty == "Asset" { id } else { "" };
+        let sql = "SELECT id FROM (\
+              SELECT owner_id AS id FROM workspaces WHERE id = $1 \
+              UNION SELECT user_id AS id FROM workspace_members WHERE workspace_id = $1 \
+              UNION SELECT user_id AS id FROM project_members WHERE project_id = $2 \
+              UNION SELECT m.user_id AS id FROM project_members m JOIN projects p ON p.id = m.project_id \
+                    WHERE $2 = '' AND p.workspace_id = $1 \
+              UNION SELECT user_id AS id FROM asset_grants WHERE asset_id = $3\
+            ) c WHERE id > $4 ORDER BY id LIMIT $5";
+        let rows = sqlx::query(sql)
+            .bind(&workspace)
+            .bind(&project)
+            .bind(asset)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| text(row, "id")).collect()
     }
 
     async fn ids(

@@ -18,5 +18,6 @@ mod outage;
 mod policy_tools;
 mod random_worlds;
 mod reload;
+mod search;
 mod startup;
 mod upgrade;

@@ -6,16 +6,12 @@
 //! grantee): a resource reachable only by a public link is never listed.
 
 use super::{authorize, parse_id, EndUser, Page, Query};
-use crate::decision::{decide_in_world, DecisionInput, EntityRef, RawDecision};
-use crate::domain::{
-    AssetRecord, Id, ProjectRecord, PublicAccess, Visibility, WorkspaceRecord, World,
-};
+use crate::domain::{AssetRecord, Id, ProjectRecord, PublicAccess, Visibility, WorkspaceRecord};
 use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
 use crate::http::openapi::{AuditEntry, Page as PageDoc, UserErrors};
 use crate::http::AppState;
 use crate::http::Routes;
-use crate::store::facts::FactKeys;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -529,83 +525,34 @@ async fn delete_asset(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Candidates fetched per round while filling a page; rounds per page.
-const ROUNDS: usize = 10;
-
-/// One page of `ty` resources the caller may read: candidates from
-/// `candidates(after, n)`, each confirmed by the policies (one fact load
-/// per round). Returns the readable records' ids and the next cursor.
-async fn readable_page<F, Fut>(
+/// One page of `ty` resources (in `workspace` / `project` when not empty)
+/// the caller may read, decided by the policies (see `crate::search`).
+async fn readable_page(
     state: &AppState,
     user: &EndUser,
     ty: &str,
     page: &Page,
-    candidates: F,
-) -> Result<(World, Vec<String>, Option<String>), ApiError>
-where
-    F: Fn(String, i64) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<String>, crate::store::StoreError>>,
-{
+) -> Result<crate::search::Found, ApiError> {
     let size = page.size()?;
     let engine = state.engine();
-    let mut after = page.cursor.clone().unwrap_or_default();
-    let mut world = World::default();
-    let mut readable = Vec::new();
-    for _ in 0..ROUNDS {
-        let ids = candidates(after.clone(), size).await?;
-        let fetched = ids.len();
-        let mut keys = FactKeys::default();
-        keys.users.insert(user.user_id.clone());
-        let mut inputs = Vec::with_capacity(ids.len());
-        for id in &ids {
-            match ty {
-                "Workspace" => keys.workspaces.insert(id.clone()),
-                "Project" => keys.projects.insert(id.clone()),
-                _ => keys.assets.insert(id.clone()),
-            };
-            let raw = RawDecision {
-                principal: EntityRef {
-                    ty: "User".into(),
-                    id: user.user_id.clone(),
-                },
-                action: "read".into(),
-                resource: EntityRef {
-                    ty: ty.into(),
-                    id: id.clone(),
-                },
-                context: Map::new(),
-                entities: None,
-                authn: user.authn,
-            };
-            inputs.push(DecisionInput::parse(&engine, raw, "")?);
-        }
-        let facts = state.store.load_facts(&keys).await?;
-        let verdicts = decide_in_world(&engine, &facts, &inputs, "candidates")?;
-        for (id, verdict) in ids.iter().zip(verdicts) {
-            if verdict.allow && (readable.len() as i64) < size {
-                readable.push(id.clone());
-            }
-        }
-        merge(&mut world, facts);
-        if let Some(last) = ids.last() {
-            after = last.clone();
-        }
-        if readable.len() as i64 >= size {
-            return Ok((world, readable.clone(), readable.last().cloned()));
-        }
-        if (fetched as i64) < size {
-            return Ok((world, readable, None));
-        }
-    }
-    // Many candidates the caller may not read: hand back what there is and
-    // where to go on from.
-    Ok((world, readable, Some(after)))
-}
-
-fn merge(into: &mut World, from: World) {
-    into.workspaces.extend(from.workspaces);
-    into.projects.extend(from.projects);
-    into.assets.extend(from.assets);
+    let principal = crate::search::Principal {
+        user: user.user_id.clone(),
+        authn: user.authn,
+    };
+    let scope = crate::search::Scope {
+        ty: ty.into(),
+        workspace: page.workspace.clone().unwrap_or_default(),
+        project: page.project.clone().unwrap_or_default(),
+    };
+    let after = page.cursor.clone().unwrap_or_default();
+    let context = Map::new();
+    let ask = crate::search::Ask {
+        action: "read",
+        context: &context,
+        after: &after,
+        size,
+    };
+    Ok(crate::search::resources(&engine, &state.store, &principal, &scope, ask).await?)
 }
 
 fn page_body<T: serde::Serialize>(items: Vec<T>, next: Option<String>) -> Json<Value> {
@@ -628,18 +575,13 @@ async fn list_workspaces(
         )
         .with("field", json!("query")));
     }
-    let store = &state.store;
-    let me = user.user_id.clone();
-    let (world, ids, next) = readable_page(&state, &user, "Workspace", &page, |after, n| {
-        let me = me.clone();
-        async move { store.workspace_candidates(&me, &after, n).await }
-    })
-    .await?;
-    let items: Vec<&WorkspaceRecord> = ids
+    let found = readable_page(&state, &user, "Workspace", &page).await?;
+    let items: Vec<&WorkspaceRecord> = found
+        .items
         .iter()
-        .filter_map(|id| world.workspaces.iter().find(|w| w.id.as_str() == id))
+        .filter_map(|(id, _)| found.world.workspaces.iter().find(|w| w.id.as_str() == id))
         .collect();
-    Ok(page_body(items, next))
+    Ok(page_body(items, found.next.clone()))
 }
 
 /// The projects the caller may read (optionally in one workspace), by id.
@@ -658,50 +600,32 @@ async fn list_projects(
         )
         .with("field", json!("project")));
     }
-    let within = page.workspace.clone().unwrap_or_default();
-    let store = &state.store;
-    let me = user.user_id.clone();
-    let (world, ids, next) = readable_page(&state, &user, "Project", &page, |after, n| {
-        let (me, within) = (me.clone(), within.clone());
-        async move { store.project_candidates(&me, &within, &after, n).await }
-    })
-    .await?;
-    let items: Vec<&ProjectRecord> = ids
+    let found = readable_page(&state, &user, "Project", &page).await?;
+    let items: Vec<&ProjectRecord> = found
+        .items
         .iter()
-        .filter_map(|id| world.projects.iter().find(|p| p.id.as_str() == id))
+        .filter_map(|(id, _)| found.world.projects.iter().find(|p| p.id.as_str() == id))
         .collect();
-    Ok(page_body(items, next))
+    Ok(page_body(items, found.next.clone()))
 }
 
-/// The assets the caller may read by role or grant (optionally in one project), by id; never by public link alone.
+/// The assets the caller may read by role or grant (optionally in one workspace or project), by id; never by public link alone.
 #[utoipa::path(get, path = "/v1/assets", tag = "management",
     params(Page),
-    responses((status = 200, description = "The assets the caller may read by role or grant (optionally in one project), by id; never by public link alone", body = PageDoc<AssetRecord>), UserErrors),
+    responses((status = 200, description = "The assets the caller may read by role or grant (optionally in one workspace or project), by id; never by public link alone", body = PageDoc<AssetRecord>), UserErrors),
     security(("user_token" = [])))]
 async fn list_assets(
     State(state): State<Arc<AppState>>,
     user: EndUser,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    if page.workspace.is_some() {
-        return Err(
-            ApiError::bad_request("query: assets are filtered by project, not workspace")
-                .with("field", json!("workspace")),
-        );
-    }
-    let within = page.project.clone().unwrap_or_default();
-    let store = &state.store;
-    let me = user.user_id.clone();
-    let (world, ids, next) = readable_page(&state, &user, "Asset", &page, |after, n| {
-        let (me, within) = (me.clone(), within.clone());
-        async move { store.asset_candidates(&me, &within, &after, n).await }
-    })
-    .await?;
-    let items: Vec<&AssetRecord> = ids
+    let found = readable_page(&state, &user, "Asset", &page).await?;
+    let items: Vec<&AssetRecord> = found
+        .items
         .iter()
-        .filter_map(|id| world.assets.iter().find(|a| a.id.as_str() == id))
+        .filter_map(|(id, _)| found.world.assets.iter().find(|a| a.id.as_str() == id))
         .collect();
-    Ok(page_body(items, next))
+    Ok(page_body(items, found.next.clone()))
 }
 
 async fn audit(

@@ -1,0 +1,450 @@
+//! Search routes (app API key, action `decide`): AuthZEN's resource and
+//! subject search, and their `/v1` equivalents. What is found is decided by
+//! the policies over candidates from stored relations (`crate::search`), a
+//! page at a time; link-only public resources are never listed.
+
+use super::authzen::{subject_token, token_subject, Action, Entity};
+use super::check::{verify_tokens, EntityRefBody};
+use super::error::ApiError;
+use super::extract::route::Decide;
+use super::extract::{Allowed, JsonBody};
+use super::openapi::KeyErrors;
+use super::{AppState, Routes};
+use crate::decision::Authn;
+use crate::policy::PolicyEngine;
+use crate::search::{self, Ask, Principal, Scope};
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+/// Results per page unless asked otherwise.
+pub const DEFAULT_LIMIT: i64 = 50;
+/// Most results per page.
+pub const MAX_LIMIT: i64 = 1_000;
+
+/// The routes of this module.
+pub fn router() -> Routes {
+    Routes::new()
+        .routes(routes!(search_resource))
+        .routes(routes!(search_subject))
+        .routes(routes!(v1_resources))
+        .routes(routes!(v1_subjects))
+}
+
+fn limit(raw: Option<i64>, field: &str) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "{field}: between 1 and {MAX_LIMIT}, got {n}"
+        ))
+        .with("field", json!(field))),
+    }
+}
+
+/// 400 unless `action` applies to resources of type `ty` (and users).
+fn check_shape(
+    engine: &PolicyEngine,
+    action: &str,
+    ty: &str,
+    action_field: &str,
+    type_field: &str,
+) -> Result<(), ApiError> {
+    let Some(shape) = engine.decision_action(action) else {
+        return Err(ApiError::bad_request(format!(
+            "{action_field}: unknown action {action:?}; expected one of: {}",
+            engine.decision_actions().collect::<Vec<_>>().join(", ")
+        ))
+        .with("field", json!(action_field)));
+    };
+    if !shape.resources.iter().any(|r| r == ty) {
+        return Err(ApiError::bad_request(format!(
+            "{type_field}: {ty:?} is not a resource of action {action:?}; expected one of: {}",
+            shape.resources.join(", ")
+        ))
+        .with("field", json!(type_field)));
+    }
+    Ok(())
+}
+
+fn text_property(properties: &Option<Map<String, Value>>, key: &str) -> Result<String, ApiError> {
+    match properties.as_ref().and_then(|p| p.get(key)) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "resource.properties.{key}: expected a string id"
+        ))
+        .with("field", json!(format!("resource.properties.{key}")))),
+    }
+}
+
+/// AuthZEN paging.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PageRequest {
+    /// The `next_token` of the previous page.
+    #[serde(default)]
+    next_token: Option<String>,
+    /// Results per page (1 to 1,000; default 50).
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// The resource of a resource search: a type, optionally narrowed by
+/// `properties.workspace` or `properties.project`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ResourceFilter {
+    /// `Workspace`, `Project` or `Asset`.
+    #[serde(rename = "type")]
+    ty: String,
+    /// `{"workspace": id}` and/or `{"project": id}`.
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+}
+
+/// AuthZEN resource search: which resources may the subject act on?
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ResourceSearch {
+    subject: Entity,
+    action: Action,
+    resource: ResourceFilter,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+    #[serde(default)]
+    page: Option<PageRequest>,
+}
+
+/// The subject of a subject search: a type (`User`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SubjectFilter {
+    /// `User`.
+    #[serde(rename = "type")]
+    ty: String,
+    /// Ignored.
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+}
+
+/// AuthZEN subject search: who may act on the resource?
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SubjectSearch {
+    subject: SubjectFilter,
+    action: Action,
+    resource: Entity,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+    #[serde(default)]
+    page: Option<PageRequest>,
+}
+
+/// One result: an entity and the policies that allowed it.
+#[derive(Debug, Serialize, ToSchema)]
+struct Found {
+    #[serde(rename = "type")]
+    ty: String,
+    id: String,
+    /// `{"reasons": [@id...]}`.
+    properties: Map<String, Value>,
+}
+
+/// AuthZEN paging of the answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct PageAnswer {
+    /// Pass as `page.next_token` for the next page; "" on the last page.
+    next_token: String,
+}
+
+/// A search's answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct SearchAnswer {
+    results: Vec<Found>,
+    page: PageAnswer,
+    /// The policy set that decided.
+    policy_version: String,
+}
+
+fn found(ty: &str, items: Vec<(String, Vec<String>)>) -> Vec<Found> {
+    items
+        .into_iter()
+        .map(|(id, reasons)| {
+            let mut properties = Map::new();
+            properties.insert("reasons".into(), json!(reasons));
+            Found {
+                ty: ty.to_string(),
+                id,
+                properties,
+            }
+        })
+        .collect()
+}
+
+async fn principal_of(state: &AppState, subject: Entity) -> Result<Principal, ApiError> {
+    let tokens: Vec<(String, &str)> = subject_token(&subject)
+        .map(|t| ("subject.properties.token".to_string(), t))
+        .into_iter()
+        .collect();
+    let verified = verify_tokens(state, &tokens).await?;
+    let (subject, authn) = token_subject(subject, &verified, "")?;
+    if subject.ty != "User" {
+        return Err(ApiError::bad_request(format!(
+            "subject.type: searches are asked for users, got {:?}",
+            subject.ty
+        ))
+        .with("field", json!("subject.type")));
+    }
+    super::manage::parse_id(&subject.id, "subject.id")?;
+    Ok(Principal {
+        user: subject.id,
+        authn,
+    })
+}
+
+/// AuthZEN resource search: the resources of a type (optionally in one
+/// workspace or project) the subject may perform the action on.
+#[utoipa::path(post, path = "/access/v1/search/resource", tag = "authzen", request_body = ResourceSearch,
+    responses((status = 200, description = "The resources, by id, with the deciding policies", body = SearchAnswer), KeyErrors),
+    security(("api_key" = [])))]
+async fn search_resource(
+    State(state): State<Arc<AppState>>,
+    _: Allowed<Decide>,
+    JsonBody(body): JsonBody<ResourceSearch>,
+) -> Result<Json<SearchAnswer>, ApiError> {
+    let engine = state.engine();
+    check_shape(
+        &engine,
+        &body.action.name,
+        &body.resource.ty,
+        "action.name",
+        "resource.type",
+    )?;
+    let page = body.page.unwrap_or_default();
+    let size = limit(page.limit, "page.limit")?;
+    let scope = Scope {
+        ty: body.resource.ty.clone(),
+        workspace: text_property(&body.resource.properties, "workspace")?,
+        project: text_property(&body.resource.properties, "project")?,
+    };
+    let principal = principal_of(&state, body.subject).await?;
+    let context = body.context.unwrap_or_default();
+    let ask = Ask {
+        action: &body.action.name,
+        context: &context,
+        after: page.next_token.as_deref().unwrap_or(""),
+        size,
+    };
+    let result = search::resources(&engine, &state.store, &principal, &scope, ask).await?;
+    Ok(Json(SearchAnswer {
+        results: found(&scope.ty, result.items),
+        page: PageAnswer {
+            next_token: result.next.unwrap_or_default(),
+        },
+        policy_version: engine.version().to_string(),
+    }))
+}
+
+/// AuthZEN subject search: the users who may perform the action on the
+/// resource (as named by an app), each with the deciding policies.
+#[utoipa::path(post, path = "/access/v1/search/subject", tag = "authzen", request_body = SubjectSearch,
+    responses((status = 200, description = "The users, by id, with the deciding policies", body = SearchAnswer), KeyErrors),
+    security(("api_key" = [])))]
+async fn search_subject(
+    State(state): State<Arc<AppState>>,
+    _: Allowed<Decide>,
+    JsonBody(body): JsonBody<SubjectSearch>,
+) -> Result<Json<SearchAnswer>, ApiError> {
+    let engine = state.engine();
+    if body.subject.ty != "User" {
+        return Err(ApiError::bad_request(format!(
+            "subject.type: searches find users, got {:?}",
+            body.subject.ty
+        ))
+        .with("field", json!("subject.type")));
+    }
+    let _ = body.subject.properties;
+    check_shape(
+        &engine,
+        &body.action.name,
+        &body.resource.ty,
+        "action.name",
+        "resource.type",
+    )?;
+    super::manage::parse_id(&body.resource.id, "resource.id")?;
+    let page = body.page.unwrap_or_default();
+    let size = limit(page.limit, "page.limit")?;
+    let context = body.context.unwrap_or_default();
+    let ask = Ask {
+        action: &body.action.name,
+        context: &context,
+        after: page.next_token.as_deref().unwrap_or(""),
+        size,
+    };
+    let resource = (body.resource.ty.as_str(), body.resource.id.as_str());
+    let result = search::subjects(&engine, &state.store, resource, Authn::App, ask).await?;
+    Ok(Json(SearchAnswer {
+        results: found("User", result.items),
+        page: PageAnswer {
+            next_token: result.next.unwrap_or_default(),
+        },
+        policy_version: engine.version().to_string(),
+    }))
+}
+
+/// `POST /v1/search/resources` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct V1ResourceSearch {
+    /// The user asking, named by the app...
+    #[serde(default)]
+    principal: Option<EntityRefBody>,
+    /// ...or the end user's token.
+    #[serde(default)]
+    token: Option<String>,
+    action: String,
+    /// `Workspace`, `Project` or `Asset`.
+    resource_type: String,
+    /// Only in this workspace.
+    #[serde(default)]
+    workspace: Option<String>,
+    /// Only in this project.
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    cursor: Option<String>,
+    /// 1 to 1,000 (default 50).
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `POST /v1/search/subjects` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct V1SubjectSearch {
+    action: String,
+    resource: EntityRefBody,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    cursor: Option<String>,
+    /// 1 to 1,000 (default 50).
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// A `/v1` search answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct V1Answer {
+    /// Entities with their deciding policies (`properties.reasons`).
+    results: Vec<Found>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+    /// The policy set that decided.
+    policy_version: String,
+}
+
+/// The resources of a type the principal may perform the action on.
+#[utoipa::path(post, path = "/v1/search/resources", tag = "decisions", request_body = V1ResourceSearch,
+    responses((status = 200, description = "The resources, by id", body = V1Answer), KeyErrors),
+    security(("api_key" = [])))]
+async fn v1_resources(
+    State(state): State<Arc<AppState>>,
+    _: Allowed<Decide>,
+    JsonBody(body): JsonBody<V1ResourceSearch>,
+) -> Result<Json<V1Answer>, ApiError> {
+    let engine = state.engine();
+    check_shape(
+        &engine,
+        &body.action,
+        &body.resource_type,
+        "action",
+        "resource_type",
+    )?;
+    let size = limit(body.limit, "limit")?;
+    let subject = match (body.principal, body.token) {
+        (Some(p), None) => Entity {
+            ty: p.ty,
+            id: p.id,
+            properties: None,
+        },
+        (None, Some(token)) => {
+            let mut properties = Map::new();
+            properties.insert("token".into(), json!(token));
+            Entity {
+                ty: "User".into(),
+                id: String::new(),
+                properties: Some(properties),
+            }
+        }
+        _ => {
+            return Err(
+                ApiError::bad_request("principal: give either `principal` or `token`")
+                    .with("field", json!("principal")),
+            )
+        }
+    };
+    let principal = principal_of(&state, subject).await?;
+    let scope = Scope {
+        ty: body.resource_type.clone(),
+        workspace: body.workspace.unwrap_or_default(),
+        project: body.project.unwrap_or_default(),
+    };
+    let context = body.context.unwrap_or_default();
+    let ask = Ask {
+        action: &body.action,
+        context: &context,
+        after: body.cursor.as_deref().unwrap_or(""),
+        size,
+    };
+    let result = search::resources(&engine, &state.store, &principal, &scope, ask).await?;
+    Ok(Json(V1Answer {
+        results: found(&scope.ty, result.items),
+        next_cursor: result.next,
+        policy_version: engine.version().to_string(),
+    }))
+}
+
+/// The users who may perform the action on the resource, with reasons.
+#[utoipa::path(post, path = "/v1/search/subjects", tag = "decisions", request_body = V1SubjectSearch,
+    responses((status = 200, description = "The users, by id", body = V1Answer), KeyErrors),
+    security(("api_key" = [])))]
+async fn v1_subjects(
+    State(state): State<Arc<AppState>>,
+    _: Allowed<Decide>,
+    JsonBody(body): JsonBody<V1SubjectSearch>,
+) -> Result<Json<V1Answer>, ApiError> {
+    let engine = state.engine();
+    check_shape(
+        &engine,
+        &body.action,
+        &body.resource.ty,
+        "action",
+        "resource.type",
+    )?;
+    super::manage::parse_id(&body.resource.id, "resource.id")?;
+    let size = limit(body.limit, "limit")?;
+    let context = body.context.unwrap_or_default();
+    let ask = Ask {
+        action: &body.action,
+        context: &context,
+        after: body.cursor.as_deref().unwrap_or(""),
+        size,
+    };
+    let resource = (body.resource.ty.as_str(), body.resource.id.as_str());
+    let result = search::subjects(&engine, &state.store, resource, Authn::App, ask).await?;
+    Ok(Json(V1Answer {
+        results: found("User", result.items),
+        next_cursor: result.next,
+        policy_version: engine.version().to_string(),
+    }))
+}

@@ -1,0 +1,237 @@
+//! Search: the resources a principal may act on ("Alice's assets") and the
+//! principals that may act on a resource ("who can edit this?").
+//!
+//! Decided by the policies, not by a second copy of the rules in SQL: the
+//! database narrows *candidates* to what the principal (or resource) has a
+//! stored relation with (ownership, workspace and project memberships,
+//! grants), and Cedar confirms each candidate, a page at a time, over one
+//! fact load per page. A policy change that widens or narrows what those
+//! relations allow changes the results with no code change. A resource
+//! reachable only by a public link is never a candidate, so it is never
+//! listed (CONTRACT §2: "nothing public is ever listed").
+
+use crate::decision::{decide_in_world, Authn, DecideError, DecisionInput, EntityRef, RawDecision};
+use crate::domain::World;
+use crate::policy::PolicyEngine;
+use crate::store::facts::FactKeys;
+use crate::store::{Store, StoreError};
+use serde_json::{Map, Value};
+
+/// Candidates fetched per round while filling a page, as a multiple of the
+/// page size, and rounds per page before handing back a partial page.
+const ROUNDS: usize = 10;
+
+/// Who asks (a resource search) or is asked about (a subject search).
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// User id.
+    pub user: String,
+    /// How the user authenticated.
+    pub authn: Authn,
+}
+
+/// Where a resource search looks: a type, optionally within one workspace
+/// or project.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// `Workspace`, `Project` or `Asset`.
+    pub ty: String,
+    /// Only resources in this workspace ("" for any).
+    pub workspace: String,
+    /// Only resources in this project ("" for any).
+    pub project: String,
+}
+
+/// What is asked and which page: the action, the request context, the
+/// cursor (results after this id; "" for the first page) and the page size.
+#[derive(Clone, Copy, Debug)]
+pub struct Ask<'a> {
+    /// The action.
+    pub action: &'a str,
+    /// Extra context for every decision.
+    pub context: &'a Map<String, Value>,
+    /// Results after this id.
+    pub after: &'a str,
+    /// Most results.
+    pub size: i64,
+}
+
+/// One page of results.
+#[derive(Clone, Debug, Default)]
+pub struct Found {
+    /// The matching ids, in id order, with the policies that allowed each.
+    pub items: Vec<(String, Vec<String>)>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<String>,
+    /// The facts loaded on the way (records of the found resources).
+    pub world: World,
+}
+
+/// Why a search could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// A client mistake, naming the field.
+    #[error(transparent)]
+    Decide(#[from] DecideError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn decision(
+    principal: &Principal,
+    action: &str,
+    ty: &str,
+    id: &str,
+    context: &Map<String, Value>,
+) -> RawDecision {
+    RawDecision {
+        principal: EntityRef {
+            ty: "User".into(),
+            id: principal.user.clone(),
+        },
+        action: action.into(),
+        resource: EntityRef {
+            ty: ty.into(),
+            id: id.into(),
+        },
+        context: context.clone(),
+        entities: None,
+        authn: principal.authn,
+    }
+}
+
+/// Resources of `scope` on which `principal` may perform `ask.action`.
+pub async fn resources(
+    engine: &PolicyEngine,
+    store: &Store,
+    principal: &Principal,
+    scope: &Scope,
+    ask: Ask<'_>,
+) -> Result<Found, SearchError> {
+    let Ask {
+        action,
+        context,
+        after,
+        size,
+    } = ask;
+    let mut after = after.to_string();
+    let mut found = Found::default();
+    for _ in 0..ROUNDS {
+        let ids = match scope.ty.as_str() {
+            "Workspace" => {
+                store
+                    .workspace_candidates(&principal.user, &after, size)
+                    .await?
+            }
+            "Project" => {
+                store
+                    .project_candidates(&principal.user, &scope.workspace, &after, size)
+                    .await?
+            }
+            _ => {
+                store
+                    .asset_candidates(
+                        &principal.user,
+                        &scope.workspace,
+                        &scope.project,
+                        &after,
+                        size,
+                    )
+                    .await?
+            }
+        };
+        let mut keys = FactKeys::default();
+        keys.users.insert(principal.user.clone());
+        let mut inputs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            match scope.ty.as_str() {
+                "Workspace" => keys.workspaces.insert(id.clone()),
+                "Project" => keys.projects.insert(id.clone()),
+                _ => keys.assets.insert(id.clone()),
+            };
+            let raw = decision(principal, action, &scope.ty, id, context);
+            inputs.push(DecisionInput::parse(engine, raw, "").map_err(DecideError::from)?);
+        }
+        let facts = store.load_facts(&keys).await?;
+        let verdicts = decide_in_world(engine, &facts, &inputs, "candidates")?;
+        for (id, verdict) in ids.iter().zip(verdicts) {
+            if verdict.allow && (found.items.len() as i64) < size {
+                found.items.push((id.clone(), verdict.reasons));
+            }
+        }
+        found.world.workspaces.extend(facts.workspaces);
+        found.world.projects.extend(facts.projects);
+        found.world.assets.extend(facts.assets);
+        if let Some(last) = ids.last() {
+            after = last.clone();
+        }
+        if found.items.len() as i64 >= size {
+            found.next = found.items.last().map(|(id, _)| id.clone());
+            return Ok(found);
+        }
+        if (ids.len() as i64) < size {
+            return Ok(found);
+        }
+    }
+    // Many candidates, few allowed: a partial page, and where to go on.
+    found.next = Some(after);
+    Ok(found)
+}
+
+/// Users who may perform `ask.action` on `ty` `id` (authenticated as
+/// `authn`), by user id, each with the deciding policies.
+pub async fn subjects(
+    engine: &PolicyEngine,
+    store: &Store,
+    (ty, id): (&str, &str),
+    authn: Authn,
+    ask: Ask<'_>,
+) -> Result<Found, SearchError> {
+    let Ask {
+        action,
+        context,
+        after,
+        size,
+    } = ask;
+    let mut after = after.to_string();
+    let mut found = Found::default();
+    for _ in 0..ROUNDS {
+        let users = store.subject_candidates(ty, id, &after, size).await?;
+        let mut keys = FactKeys::default();
+        match ty {
+            "Workspace" => keys.workspaces.insert(id.to_string()),
+            "Project" => keys.projects.insert(id.to_string()),
+            _ => keys.assets.insert(id.to_string()),
+        };
+        let mut inputs = Vec::with_capacity(users.len());
+        for user in &users {
+            keys.users.insert(user.clone());
+            let who = Principal {
+                user: user.clone(),
+                authn,
+            };
+            let raw = decision(&who, action, ty, id, context);
+            inputs.push(DecisionInput::parse(engine, raw, "").map_err(DecideError::from)?);
+        }
+        let facts = store.load_facts(&keys).await?;
+        let verdicts = decide_in_world(engine, &facts, &inputs, "candidates")?;
+        for (user, verdict) in users.iter().zip(verdicts) {
+            if verdict.allow && (found.items.len() as i64) < size {
+                found.items.push((user.clone(), verdict.reasons));
+            }
+        }
+        if let Some(last) = users.last() {
+            after = last.clone();
+        }
+        if found.items.len() as i64 >= size {
+            found.next = found.items.last().map(|(id, _)| id.clone());
+            return Ok(found);
+        }
+        if (users.len() as i64) < size {
+            return Ok(found);
+        }
+    }
+    found.next = Some(after);
+    Ok(found)
+}

@@ -1,0 +1,297 @@
+//! Search: AuthZEN resource and subject search and their /v1 equivalents,
+//! decided by the policies (a new policy changes the results with no code
+//! change), paginated, never listing link-only public resources. Both backends.
+
+use crate::both_backends;
+use crate::common::{repo, spawn_configured, Db, TestApp};
+use serde_json::{json, Value};
+
+fn world() -> Value {
+    json!({
+        "users": [
+            {"id": "alice", "kind": "registered"}, {"id": "bob", "kind": "registered"},
+            {"id": "dave", "kind": "registered"}, {"id": "erin", "kind": "registered"},
+            {"id": "mallory", "kind": "registered"}
+        ],
+        "workspaces": [{"id": "w", "owner": "alice"}, {"id": "wm", "owner": "mallory"}],
+        "projects": [{"id": "p", "workspace": "w"}, {"id": "q", "workspace": "w"}, {"id": "pm", "workspace": "wm"}],
+        "assets": [
+            {"id": "a1", "project": "p"}, {"id": "a2", "project": "p"}, {"id": "a3", "project": "p"},
+            {"id": "a4", "project": "q"}, {"id": "a5", "project": "q"},
+            {"id": "pub", "project": "p", "visibility": "public", "public_access": "write"},
+            {"id": "m1", "project": "pm"}
+        ],
+        "memberships": [
+            {"user": "bob", "scope": "workspace", "id": "w", "role": "editor"},
+            {"user": "dave", "scope": "project", "id": "p", "role": "editor"}
+        ],
+        "grants": [{"user": "erin", "asset": "a1", "permission": "read"}]
+    })
+}
+
+async fn app(db: Db, policies: Option<std::path::PathBuf>) -> TestApp {
+    let app = spawn_configured(db, None, None, |s| {
+        if let Some(dir) = policies {
+            s.policies = dir;
+        }
+    })
+    .await;
+    app.import(&world()).await;
+    app
+}
+
+async fn resources(
+    app: &TestApp,
+    user: &str,
+    action: &str,
+    ty: &str,
+    properties: Value,
+) -> Vec<String> {
+    let (status, body) = app
+        .post(
+            "/access/v1/search/resource",
+            &json!({"subject": {"type": "User", "id": user}, "action": {"name": action},
+                    "resource": {"type": ty, "properties": properties}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["page"]["next_token"], "", "{body}");
+    ids(&body["results"])
+}
+
+async fn subjects(app: &TestApp, action: &str, ty: &str, id: &str) -> Value {
+    let (status, body) = app
+        .post(
+            "/access/v1/search/subject",
+            &json!({"subject": {"type": "User"}, "action": {"name": action}, "resource": {"type": ty, "id": id}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["results"].clone()
+}
+
+fn ids(results: &Value) -> Vec<String> {
+    results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn searches_find_what_the_policies_allow_and_never_public_links(db: Db) {
+    let app = app(db, None).await;
+    let all_w = ["a1", "a2", "a3", "a4", "a5", "pub"];
+    assert_eq!(
+        resources(&app, "alice", "delete", "Asset", json!({})).await,
+        all_w
+    );
+    assert_eq!(
+        resources(&app, "bob", "write", "Asset", json!({})).await,
+        all_w
+    );
+    assert_eq!(
+        resources(&app, "dave", "write", "Asset", json!({})).await,
+        ["a1", "a2", "a3", "pub"]
+    );
+    assert_eq!(
+        resources(&app, "dave", "read", "Project", json!({})).await,
+        ["p"]
+    );
+    // A read grant: that asset only. The public asset is readable by anyone
+    // with the link, but never listed.
+    assert_eq!(
+        resources(&app, "erin", "read", "Asset", json!({})).await,
+        ["a1"]
+    );
+    assert_eq!(app.decide("erin", "read", "Asset", "pub").await, "allow");
+    assert!(
+        resources(&app, "mallory", "read", "Asset", json!({"workspace": "w"}))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        resources(&app, "mallory", "read", "Asset", json!({})).await,
+        ["m1"]
+    );
+    // Within one workspace or project.
+    assert_eq!(
+        resources(&app, "bob", "read", "Asset", json!({"project": "q"})).await,
+        ["a4", "a5"]
+    );
+    assert_eq!(
+        resources(&app, "alice", "read", "Project", json!({"workspace": "w"})).await,
+        ["p", "q"]
+    );
+    assert_eq!(
+        resources(&app, "alice", "manage_members", "Workspace", json!({})).await,
+        ["w"]
+    );
+    // Each result carries the policies that allowed it.
+    let (_, body) = app
+        .post(
+            "/access/v1/search/resource",
+            &json!({"subject": {"type": "User", "id": "erin"},
+              "action": {"name": "read"}, "resource": {"type": "Asset"}}),
+        )
+        .await;
+    assert_eq!(
+        body["results"][0],
+        json!({"type": "Asset", "id": "a1", "properties": {"reasons": ["asset-grant-read"]}})
+    );
+
+    // Pages: 2 at a time, following next_token.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    for _ in 0..5 {
+        let (status, body) = app
+            .post("/access/v1/search/resource", &json!({"subject": {"type": "User", "id": "bob"},
+                  "action": {"name": "read"}, "resource": {"type": "Asset"}, "page": {"next_token": token, "limit": 2}}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        seen.extend(ids(&body["results"]));
+        token = body["page"]["next_token"].as_str().unwrap().to_string();
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, all_w);
+
+    // Who may write a1? With the reason for each.
+    let writers = subjects(&app, "write", "Asset", "a1").await;
+    assert_eq!(
+        writers,
+        json!([
+            {"type": "User", "id": "alice", "properties": {"reasons": ["workspace-owner"]}},
+            {"type": "User", "id": "bob", "properties": {"reasons": ["workspace-editor"]}},
+            {"type": "User", "id": "dave", "properties": {"reasons": ["project-editor"]}}
+        ])
+    );
+    assert_eq!(
+        ids(&subjects(&app, "read", "Asset", "a1").await),
+        ["alice", "bob", "dave", "erin"]
+    );
+    assert_eq!(
+        ids(&subjects(&app, "manage_members", "Workspace", "w").await),
+        ["alice"]
+    );
+    assert_eq!(
+        ids(&subjects(&app, "read", "Asset", "a4").await),
+        ["alice", "bob"]
+    );
+
+    // The /v1 equivalents.
+    let (status, body) = app
+        .post(
+            "/v1/search/resources",
+            &json!({"principal": {"type": "User", "id": "dave"}, "action": "write",
+              "resource_type": "Asset", "project": "p", "limit": 3}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body["results"]), ["a1", "a2", "a3"]);
+    assert_eq!(body["next_cursor"], "a3");
+    let (_, body) = app
+        .post(
+            "/v1/search/resources",
+            &json!({"principal": {"type": "User", "id": "dave"}, "action": "write",
+              "resource_type": "Asset", "project": "p", "cursor": "a3"}),
+        )
+        .await;
+    assert_eq!(ids(&body["results"]), ["pub"]);
+    assert_eq!(body["next_cursor"], Value::Null);
+    let (status, body) = app
+        .post(
+            "/v1/search/subjects",
+            &json!({"action": "delete", "resource": {"type": "Project", "id": "p"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body["results"]), ["alice", "bob"]);
+
+    // Mistakes name the field; keys without the check scope are refused.
+    for (path, body, field) in [
+        (
+            "/access/v1/search/resource",
+            json!({"subject": {"type": "User", "id": "bob"}, "action": {"name": "fly"}, "resource": {"type": "Asset"}}),
+            "action.name",
+        ),
+        (
+            "/access/v1/search/resource",
+            json!({"subject": {"type": "User", "id": "bob"}, "action": {"name": "share"}, "resource": {"type": "User"}}),
+            "resource.type",
+        ),
+        (
+            "/access/v1/search/resource",
+            json!({"subject": {"type": "User", "id": "bob"}, "action": {"name": "read"}, "resource": {"type": "Asset"}, "page": {"limit": 0}}),
+            "page.limit",
+        ),
+        (
+            "/access/v1/search/subject",
+            json!({"subject": {"type": "Asset"}, "action": {"name": "read"}, "resource": {"type": "Asset", "id": "a1"}}),
+            "subject.type",
+        ),
+        (
+            "/v1/search/resources",
+            json!({"action": "read", "resource_type": "Asset"}),
+            "principal",
+        ),
+    ] {
+        let (status, answer) = app.post(path, &body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["field"], field, "{answer}");
+    }
+    let admin_only = app.key_with_scopes(&["admin"]).await;
+    let search = json!({"subject": {"type": "User", "id": "bob"}, "action": {"name": "read"}, "resource": {"type": "Asset"}});
+    let (status, _) = app
+        .post_with(Some(&admin_only), "/access/v1/search/resource", &search)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = app
+        .post_with(None, "/access/v1/search/resource", &search)
+        .await;
+    assert_eq!(status, 401);
+}
+
+both_backends!(
+    search,
+    searches_find_what_the_policies_allow_and_never_public_links
+);
+
+/// Adding a policy changes what search finds, with no code change.
+#[tokio::test]
+async fn a_new_policy_changes_search_results_with_no_code_change() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let app = app(Db::Sqlite, Some(dir.path().to_path_buf())).await;
+    assert!(resources(&app, "erin", "write", "Asset", json!({}))
+        .await
+        .is_empty());
+    assert_eq!(
+        ids(&subjects(&app, "write", "Asset", "a1").await),
+        ["alice", "bob", "dave"]
+    );
+    std::fs::write(
+        dir.path().join("readers-write.cedar"),
+        "// Holders of a read grant may also write that asset.\n\
+         @id(\"readers-may-write\")\n\
+         permit (principal is Warden::User, action == Warden::Action::\"write\", resource is Warden::Asset)\n\
+         when { principal in resource.readers };\n",
+    )
+    .unwrap();
+    let (status, body) = app.post("/v1/admin/policies/reload", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        resources(&app, "erin", "write", "Asset", json!({})).await,
+        ["a1"]
+    );
+    let writers = subjects(&app, "write", "Asset", "a1").await;
+    assert_eq!(ids(&writers), ["alice", "bob", "dave", "erin"]);
+    assert_eq!(
+        writers[3]["properties"]["reasons"],
+        json!(["readers-may-write"])
+    );
+}
