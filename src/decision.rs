@@ -250,7 +250,7 @@ impl DecisionInput {
     }
 
     /// Adds the ids whose facts this decision needs to `keys`.
-    fn collect_keys(&self, keys: &mut FactKeys) {
+    pub(crate) fn collect_keys(&self, keys: &mut FactKeys) {
         let mut add = |uid: &EntityUid| {
             let id = uid.id().unescaped().to_string();
             let ty = uid.type_name();

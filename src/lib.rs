@@ -14,6 +14,7 @@
 )]
 
 pub mod audit;
+pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod decision_log;

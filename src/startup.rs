@@ -343,6 +343,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         reload_on_sighup(self.state.clone());
+        // Hear of other replicas' writes (NOTIFY, and a poll behind it).
+        self.state.store.follow_revisions();
         // Dropping the watcher stops it: keep it for as long as we serve.
         let _watcher = if self.watch_policies {
             watch::reload_on_change(self.state.clone())

@@ -243,7 +243,14 @@ fn subject_field(mut error: InputError, path: &str) -> InputError {
 async fn single(state: &AppState, raw: RawDecision) -> Result<Json<Value>, ApiError> {
     let engine = state.engine();
     let input = DecisionInput::parse(&engine, raw, "").map_err(|e| subject_field(e, ""))?;
-    let mut verdicts = decide_logged(state, &engine, std::slice::from_ref(&input), "").await?;
+    let mut verdicts = decide_logged(
+        state,
+        &engine,
+        std::slice::from_ref(&input),
+        "",
+        crate::cache::Consistency::MinimizeLatency,
+    )
+    .await?;
     let verdict = verdicts
         .pop()
         .unwrap_or_else(|| Verdict::deny_because("no verdict"));
@@ -369,9 +376,15 @@ async fn evaluations(
     let verdicts = if inputs.is_empty() {
         Vec::new()
     } else {
-        decide_logged(&state, &engine, &inputs, "evaluations")
-            .await
-            .map_err(ApiError::from)?
+        decide_logged(
+            &state,
+            &engine,
+            &inputs,
+            "evaluations",
+            crate::cache::Consistency::MinimizeLatency,
+        )
+        .await
+        .map_err(ApiError::from)?
     };
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {

@@ -6,9 +6,9 @@ use super::extract::route::Decide;
 use super::extract::{Allowed, JsonBody};
 use super::openapi::KeyErrors;
 use super::AppState;
+use crate::cache::Consistency;
 use crate::decision::{
-    decide_all, explain_one, Authn, DecideError, DecisionInput, EntityRef, Explanation, InputError,
-    RawDecision,
+    explain_one, Authn, DecideError, DecisionInput, EntityRef, Explanation, InputError, RawDecision,
 };
 use crate::identity::TokenPrincipal;
 use crate::policy::{EvalError, PolicyEngine, Verdict};
@@ -76,6 +76,60 @@ pub struct CheckBody {
     /// whose scope matches fared (for a deny, why the permits did not apply).
     #[serde(default)]
     pub explain: bool,
+    /// `/v1/check` only (a batch gives one for all): how fresh the facts
+    /// must be. Default `{"minimize_latency": true}`.
+    #[serde(default)]
+    pub consistency: Option<ConsistencyBody>,
+}
+
+/// How fresh the facts behind a decision must be; give one of the three.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyBody {
+    /// Cached answers are fine (at most as stale as this server takes to
+    /// hear of a write; see the README).
+    #[serde(default)]
+    pub minimize_latency: Option<bool>,
+    /// A revision token (the `Warden-Revision` header of a write): the
+    /// answer reflects every write up to it.
+    #[serde(default)]
+    pub at_least_as_fresh: Option<String>,
+    /// Read the facts now.
+    #[serde(default)]
+    pub fully_consistent: Option<bool>,
+}
+
+impl ConsistencyBody {
+    /// The consistency asked for; `path` prefixes the field in errors.
+    pub fn parse(body: Option<&ConsistencyBody>, path: &str) -> Result<Consistency, ApiError> {
+        let Some(body) = body else {
+            return Ok(Consistency::MinimizeLatency);
+        };
+        let bad = |field: &str, message: String| {
+            ApiError::bad_request(format!("{path}consistency{field}: {message}"))
+                .with("field", json!(format!("{path}consistency{field}")))
+        };
+        match (body.minimize_latency, &body.at_least_as_fresh, body.fully_consistent) {
+            (Some(true), None, None) => Ok(Consistency::MinimizeLatency),
+            (None, Some(token), None) => token
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|r| *r >= 0)
+                .map(Consistency::AtLeastAsFresh)
+                .ok_or_else(|| {
+                    bad(
+                        ".at_least_as_fresh",
+                        "not a revision token; pass the Warden-Revision header of a write".into(),
+                    )
+                }),
+            (None, None, Some(true)) => Ok(Consistency::FullyConsistent),
+            _ => Err(bad(
+                "",
+                "give exactly one of {\"minimize_latency\": true}, {\"at_least_as_fresh\": \"<revision>\"}, {\"fully_consistent\": true}".into(),
+            )),
+        }
+    }
 }
 
 impl CheckBody {
@@ -183,15 +237,25 @@ pub fn log_decision(
     }
 }
 
-/// Decides `inputs`, logging each decision and the latency.
+/// Decides `inputs` with the freshness `consistency` asks for, logging
+/// each decision and the latency.
 pub async fn decide_logged(
     state: &AppState,
     engine: &PolicyEngine,
     inputs: &[DecisionInput],
     path: &str,
+    consistency: Consistency,
 ) -> Result<Vec<Verdict>, DecideError> {
     let started = Instant::now();
-    let verdicts = decide_all(engine, &state.store, inputs, path).await?;
+    let verdicts = crate::cache::decide(
+        engine,
+        &state.store,
+        &state.caches,
+        inputs,
+        path,
+        consistency,
+    )
+    .await?;
     let elapsed = started.elapsed();
     metrics::histogram!("warden_decision_batch_seconds").record(elapsed.as_secs_f64());
     let batched = inputs.len() > 1;
@@ -258,6 +322,7 @@ async fn check(
         .collect();
     let verified = verify_tokens(&state, &tokens).await?;
     let explain = body.explain;
+    let consistency = ConsistencyBody::parse(body.consistency.as_ref(), "")?;
     let input = DecisionInput::parse(&engine, body.into_raw("", &verified)?, "")?;
     if explain {
         let started = Instant::now();
@@ -274,7 +339,14 @@ async fn check(
         response.explain = Some(explanation);
         return Ok(Json(response));
     }
-    let verdicts = decide_logged(&state, &engine, std::slice::from_ref(&input), "").await?;
+    let verdicts = decide_logged(
+        &state,
+        &engine,
+        std::slice::from_ref(&input),
+        "",
+        consistency,
+    )
+    .await?;
     let verdict = verdicts
         .into_iter()
         .next()
@@ -288,6 +360,9 @@ async fn check(
 struct BatchBody {
     /// 1 to 5,000 requests, decided over one load of facts.
     requests: Vec<CheckBody>,
+    /// How fresh the facts must be, for the whole batch.
+    #[serde(default)]
+    consistency: Option<ConsistencyBody>,
 }
 
 /// The answers, in request order.
@@ -328,6 +403,13 @@ async fn batch(
         })
         .collect();
     let verified = verify_tokens(&state, &tokens).await?;
+    let consistency = ConsistencyBody::parse(body.consistency.as_ref(), "")?;
+    if let Some(i) = body.requests.iter().position(|r| r.consistency.is_some()) {
+        return Err(ApiError::bad_request(format!(
+            "requests[{i}].consistency: give consistency once, for the whole batch"
+        ))
+        .with("field", json!(format!("requests[{i}].consistency"))));
+    }
     if let Some(i) = body.requests.iter().position(|r| r.explain) {
         return Err(ApiError::bad_request(format!(
             "requests[{i}].explain: explanations are given by /v1/check, one decision at a time"
@@ -343,7 +425,7 @@ async fn batch(
             &path,
         )?);
     }
-    let verdicts = decide_logged(&state, &engine, &inputs, "requests").await?;
+    let verdicts = decide_logged(&state, &engine, &inputs, "requests", consistency).await?;
     let results = verdicts
         .into_iter()
         .map(|v| CheckResponse::new(v, engine.version()))

@@ -76,6 +76,8 @@ pub struct AppState {
     pub decision_log: Option<crate::decision_log::DecisionLog>,
     /// The OpenAPI document, set once the router is built from the routes.
     pub openapi: std::sync::OnceLock<String>,
+    /// Decision and entity-slice caches.
+    pub caches: crate::cache::Caches,
 }
 
 /// What [`AppState::new`] needs besides the store and policies.
@@ -148,6 +150,7 @@ impl AppState {
             trust_forwarded_for,
             decision_log,
             openapi: std::sync::OnceLock::new(),
+            caches: crate::cache::Caches::default(),
             policy_dirs,
             last_reload: std::sync::Mutex::new(None),
             store,
@@ -372,6 +375,25 @@ async fn deny_on_error_authzen(
     deny_on_error(&state, response, serde_json::json!(false)).await
 }
 
+/// The response header carrying the store revision this process had seen
+/// when it answered: after a write, a token at least as fresh as that
+/// write, for `consistency.at_least_as_fresh`.
+pub const REVISION_HEADER: &str = "warden-revision";
+
+async fn revision_header(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    // Read after the handler: a write has committed and been observed.
+    let seen = state.store.revisions().seen();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&seen.to_string()) {
+        response.headers_mut().insert(REVISION_HEADER, value);
+    }
+    response
+}
+
 /// `router` with requests abandoned after `timeout` (503, JSON body).
 fn with_timeout(router: Routes, timeout: Duration) -> Routes {
     router.layer(
@@ -417,6 +439,10 @@ pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
         Err(e) => tracing::error!(error = %e, "cannot render the OpenAPI document"),
     }
     routes
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            revision_header,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -15,6 +15,7 @@ pub mod facts;
 pub mod identity;
 pub mod manage;
 pub mod rate_limits;
+pub mod revision;
 pub mod sample;
 pub mod world;
 
@@ -97,12 +98,25 @@ pub const TABLES: &[&str] = &[
 /// How long a request waits for a database connection before answering 503.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The database: a connection pool and its backend.
-#[derive(Clone, Debug)]
+/// The database: a connection pool and its backend. `Debug` never shows
+/// the URL (it may carry a password).
+#[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL, for the Postgres revision listener (never logged).
+    url: String,
+    revisions: std::sync::Arc<revision::Revisions>,
     fact_loads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("revision_seen", &self.revisions.seen())
+            .finish_non_exhaustive()
+    }
 }
 
 static DRIVERS: Once = Once::new();
@@ -143,6 +157,8 @@ impl Store {
         Ok(Store {
             pool,
             backend,
+            url: url.to_string(),
+            revisions: Default::default(),
             fact_loads: Default::default(),
         })
     }
@@ -259,7 +275,11 @@ impl Store {
             Backend::Postgres => self.pool.begin().await?,
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
         };
-        Ok(Tx { inner })
+        Ok(Tx {
+            inner,
+            revisions: self.revisions.clone(),
+            notify: self.backend == Backend::Postgres,
+        })
     }
 
     /// Which database this is.
@@ -291,6 +311,8 @@ impl Store {
 /// [`Tx::commit`], which writes the change's audit event first.
 pub struct Tx {
     inner: Transaction<'static, Any>,
+    revisions: std::sync::Arc<revision::Revisions>,
+    notify: bool,
 }
 
 impl Tx {
@@ -299,10 +321,29 @@ impl Tx {
         &mut self.inner
     }
 
-    /// Writes `event` and commits, both or neither.
+    /// Writes `event`, bumps the store's revision, and commits, all or
+    /// nothing; then every cache of this process stops trusting what it
+    /// held, and (Postgres) every other replica is notified at commit.
     pub async fn commit(mut self, event: AuditEvent) -> Result<(), StoreError> {
+        use sqlx::Row;
         self.audit(event).await?;
+        let row = sqlx::query(
+            "UPDATE warden_revision SET value = value + 1 WHERE id = 1 RETURNING value",
+        )
+        .fetch_one(&mut *self.inner)
+        .await?;
+        let revision: i64 = row
+            .try_get("value")
+            .map_err(|e| StoreError::Query(e.to_string()))?;
+        if self.notify {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(revision::CHANNEL)
+                .bind(revision.to_string())
+                .execute(&mut *self.inner)
+                .await?;
+        }
         self.inner.commit().await?;
+        self.revisions.observe(revision);
         Ok(())
     }
 

@@ -7,6 +7,7 @@ pub mod common;
 mod admin;
 mod authzen;
 mod cli;
+mod consistency;
 mod decisions;
 mod errors;
 mod identity;

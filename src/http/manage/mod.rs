@@ -125,7 +125,15 @@ pub async fn authorize(
         authn: user.authn,
     };
     let input = DecisionInput::parse(&engine, raw, "")?;
-    let verdicts = decide_logged(state, &engine, std::slice::from_ref(&input), "").await?;
+    // Authorizing a change reads the facts now: never a cached answer.
+    let verdicts = decide_logged(
+        state,
+        &engine,
+        std::slice::from_ref(&input),
+        "",
+        crate::cache::Consistency::FullyConsistent,
+    )
+    .await?;
     let Some(verdict) = verdicts.into_iter().next() else {
         return Err(ApiError::forbidden("no decision was made; refused"));
     };

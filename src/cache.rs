@@ -1,0 +1,234 @@
+//! Decision and entity-slice caches, bounded in memory, and the consistency
+//! a check asks for (issue 6).
+//!
+//! - Decisions are cached by (policy version, how the principal
+//!   authenticated, principal, action, resource, context); a request that
+//!   supplies entities is never cached.
+//! - The entity slice of a single check is cached by (principal, resource),
+//!   so other actions on the same pair need no database round trip.
+//!
+//! Entries are tagged with the store's revision generation when their facts
+//! were read (`store::revision`): any committed write, here or on another
+//! replica, makes every older entry stale at once. A check chooses:
+//! `minimize_latency` (the default: cached answers, at most as stale as the
+//! time it takes this process to hear of a write), `at_least_as_fresh`
+//! (a revision token a write returned: cached answers only once this
+//! process has applied that revision, else the facts are read), or
+//! `fully_consistent` (always read the facts).
+
+use crate::decision::{decide_all, decide_in_world, DecideError, DecisionInput};
+use crate::domain::World;
+use crate::policy::{PolicyEngine, Verdict};
+use crate::store::facts::FactKeys;
+use crate::store::Store;
+use std::sync::Arc;
+
+/// Memory bound of each cache, in (estimated) bytes.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How fresh the facts behind an answer must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Cached answers are fine (the default).
+    #[default]
+    MinimizeLatency,
+    /// The facts must include every write up to this revision.
+    AtLeastAsFresh(i64),
+    /// Read the facts now.
+    FullyConsistent,
+}
+
+#[derive(Clone)]
+struct Tagged<T> {
+    generation: u64,
+    value: T,
+}
+
+/// The caches of one process.
+pub struct Caches {
+    decisions: moka::sync::Cache<String, Tagged<Verdict>>,
+    slices: moka::sync::Cache<String, Tagged<Arc<World>>>,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self::new(CACHE_BYTES)
+    }
+}
+
+fn verdict_weight(key: &str, v: &Tagged<Verdict>) -> u32 {
+    let reasons: usize = v.value.reasons.iter().map(|r| r.len() + 24).sum();
+    let errors: usize = v.value.errors.iter().map(|e| e.message.len() + 48).sum();
+    u32::try_from(key.len() + reasons + errors + 96).unwrap_or(u32::MAX)
+}
+
+fn world_weight(key: &str, w: &Tagged<Arc<World>>) -> u32 {
+    let world = &w.value;
+    let records = world.users.len()
+        + world.workspaces.len()
+        + world.projects.len()
+        + world.assets.len()
+        + world.memberships.len()
+        + world.grants.len();
+    u32::try_from(key.len() + records * 160 + 96).unwrap_or(u32::MAX)
+}
+
+impl Caches {
+    /// Caches holding at most about `bytes` each.
+    pub fn new(bytes: u64) -> Self {
+        Caches {
+            decisions: moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|k: &String, v: &Tagged<Verdict>| verdict_weight(k, v))
+                .build(),
+            slices: moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|k: &String, w: &Tagged<Arc<World>>| world_weight(k, w))
+                .build(),
+        }
+    }
+
+    fn get_decision(&self, key: &str, generation: u64) -> Option<Verdict> {
+        self.decisions
+            .get(key)
+            .filter(|t| t.generation == generation)
+            .map(|t| t.value)
+    }
+
+    fn get_slice(&self, key: &str, generation: u64) -> Option<Arc<World>> {
+        self.slices
+            .get(key)
+            .filter(|t| t.generation == generation)
+            .map(|t| t.value)
+    }
+}
+
+fn decision_key(version: &str, input: &DecisionInput) -> Option<String> {
+    if input.entities_json.is_some() {
+        return None;
+    }
+    let context = serde_json::Value::Object(input.context_json.clone()).to_string();
+    Some(format!(
+        "{version}\u{1}{}\u{1}{}\u{1}{}\u{1}{}\u{1}{context}",
+        input.authn.as_str(),
+        input.principal,
+        input.action,
+        input.resource
+    ))
+}
+
+fn slice_key(input: &DecisionInput) -> Option<String> {
+    input
+        .entities_json
+        .is_none()
+        .then(|| format!("{}\u{1}{}", input.principal, input.resource))
+}
+
+/// Decides `inputs` honouring `consistency`: from the caches where allowed,
+/// the rest over one load of facts (none when everything was cached).
+pub async fn decide(
+    engine: &PolicyEngine,
+    store: &Store,
+    caches: &Caches,
+    inputs: &[DecisionInput],
+    path: &str,
+    consistency: Consistency,
+) -> Result<Vec<Verdict>, DecideError> {
+    let revisions = store.revisions();
+    // The generation before any fact is read: entries computed now are
+    // stored under it, and stop counting if a write lands meanwhile.
+    let generation = revisions.generation();
+    let cached = match consistency {
+        Consistency::MinimizeLatency => true,
+        Consistency::AtLeastAsFresh(revision) => revisions.seen() >= revision,
+        Consistency::FullyConsistent => false,
+    };
+    let keys: Vec<Option<String>> = inputs
+        .iter()
+        .map(|i| decision_key(engine.version(), i))
+        .collect();
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; inputs.len()];
+    let mut missing = Vec::new();
+    for (index, key) in keys.iter().enumerate() {
+        let hit = if cached {
+            key.as_deref()
+                .and_then(|k| caches.get_decision(k, generation))
+        } else {
+            None
+        };
+        match hit {
+            Some(verdict) => {
+                if let Some(slot) = verdicts.get_mut(index) {
+                    *slot = Some(verdict);
+                }
+            }
+            None => missing.push(index),
+        }
+    }
+    metrics::counter!("warden_decision_cache_hits_total")
+        .increment((inputs.len() - missing.len()) as u64);
+    metrics::counter!("warden_decision_cache_misses_total").increment(missing.len() as u64);
+    if !missing.is_empty() {
+        let todo: Vec<DecisionInput> = missing
+            .iter()
+            .filter_map(|&i| inputs.get(i).cloned())
+            .collect();
+        let computed =
+            decide_missing(engine, store, caches, &todo, path, cached, generation).await?;
+        for (&index, verdict) in missing.iter().zip(computed) {
+            if let Some(key) = keys.get(index).cloned().flatten() {
+                if revisions.generation() == generation {
+                    caches.decisions.insert(
+                        key,
+                        Tagged {
+                            generation,
+                            value: verdict.clone(),
+                        },
+                    );
+                }
+            }
+            if let Some(slot) = verdicts.get_mut(index) {
+                *slot = Some(verdict);
+            }
+        }
+    }
+    Ok(verdicts.into_iter().flatten().collect())
+}
+
+/// The decisions not in the cache: a single check may use (and fill) the
+/// slice cache; anything else loads its facts in one round trip.
+async fn decide_missing(
+    engine: &PolicyEngine,
+    store: &Store,
+    caches: &Caches,
+    todo: &[DecisionInput],
+    path: &str,
+    cached: bool,
+    generation: u64,
+) -> Result<Vec<Verdict>, DecideError> {
+    let [single] = todo else {
+        return decide_all(engine, store, todo, path).await;
+    };
+    let Some(key) = slice_key(single) else {
+        return decide_all(engine, store, todo, path).await;
+    };
+    if cached {
+        if let Some(world) = caches.get_slice(&key, generation) {
+            return decide_in_world(engine, &world, todo, path);
+        }
+    }
+    let mut keys = FactKeys::default();
+    single.collect_keys(&mut keys);
+    let world = Arc::new(store.load_facts(&keys).await?);
+    let verdicts = decide_in_world(engine, &world, todo, path)?;
+    if store.revisions().generation() == generation {
+        caches.slices.insert(
+            key,
+            Tagged {
+                generation,
+                value: world,
+            },
+        );
+    }
+    Ok(verdicts)
+}

