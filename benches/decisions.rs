@@ -115,87 +115,8 @@ fn in_process(c: &mut Criterion) {
     group.finish();
 }
 
-/// A realistic world: workspaces of 5 projects × 20 assets, 2 users per
-/// workspace, editors, viewers, project editors, public assets and grants.
 fn big_world(assets: usize, rng: &mut StdRng) -> World {
-    let workspaces = (assets / 100).max(1);
-    let users = workspaces * 2;
-    let mut w = World::default();
-    for u in 0..users {
-        let kind = if u % 10 == 9 {
-            UserKind::Anonymous
-        } else {
-            UserKind::Registered
-        };
-        w.users.push(UserRecord {
-            id: id(format!("u{u}")),
-            kind,
-            email: None,
-            name: None,
-            merged_into: None,
-        });
-    }
-    for ws in 0..workspaces {
-        let wid = id(format!("w{ws}"));
-        w.workspaces.push(WorkspaceRecord {
-            id: wid.clone(),
-            owner: id(format!("u{}", ws * 2)),
-            visibility: Visibility::Private,
-        });
-        let mut members = std::collections::HashSet::new();
-        for role in [Role::Editor, Role::Editor, Role::Viewer, Role::Viewer] {
-            let user = rng.gen_range(0..users);
-            if user != ws * 2 && members.insert(user) {
-                w.memberships.push(MembershipRecord {
-                    user: id(format!("u{user}")),
-                    scope: Scope::Workspace,
-                    id: wid.clone(),
-                    role,
-                });
-            }
-        }
-        for p in 0..5 {
-            let pid = id(format!("w{ws}p{p}"));
-            w.projects.push(ProjectRecord {
-                id: pid.clone(),
-                workspace: wid.clone(),
-                visibility: Visibility::Private,
-            });
-            let user = rng.gen_range(0..users);
-            w.memberships.push(MembershipRecord {
-                user: id(format!("u{user}")),
-                scope: Scope::Project,
-                id: pid.clone(),
-                role: Role::Editor,
-            });
-            for a in 0..20 {
-                let aid = id(format!("w{ws}p{p}a{a}"));
-                let roll = rng.gen_range(0..100);
-                let (visibility, public_access) = match roll {
-                    0..=1 => (Visibility::Public, PublicAccess::Write),
-                    2..=11 => (Visibility::Public, PublicAccess::Read),
-                    _ => (Visibility::Private, PublicAccess::None),
-                };
-                w.assets.push(AssetRecord {
-                    id: aid.clone(),
-                    project: pid.clone(),
-                    visibility,
-                    public_access,
-                });
-                if a % 20 == 0 {
-                    let user = rng.gen_range(0..users);
-                    w.grants.push(GrantRecord {
-                        user: id(format!("u{user}")),
-                        asset: aid,
-                        permission: Permission::Read,
-                    });
-                }
-            }
-        }
-    }
-    w.memberships
-        .dedup_by(|a, b| a.user == b.user && a.id == b.id);
-    w
+    warden::benchdata::world(assets, rng.gen())
 }
 
 struct Bench {

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// SIGHUP or the admin route instead).
     #[arg(long, env = "WARDEN_NO_WATCH")]
     pub no_watch: bool,
+    /// Serve `GET /v1/bench/select` (API key with the check scope): the
+    /// benchmark floor, one indexed one-row SELECT. Off in production.
+    #[arg(long, env = "WARDEN_BENCH_ENDPOINTS")]
+    pub bench_endpoints: bool,
     /// Identity settings.
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -205,6 +209,8 @@ pub struct Settings {
     pub decision_log: Option<PathBuf>,
     /// Reload the policy set when its files change.
     pub watch_policies: bool,
+    /// Serve the benchmark floor endpoint.
+    pub bench_endpoints: bool,
 }
 
 impl Settings {
@@ -234,6 +240,7 @@ impl Settings {
             decision_log: None,
             // `warden serve` watches unless --no-watch; tests opt in.
             watch_policies: false,
+            bench_endpoints: false,
         }
     }
 }
@@ -268,6 +275,7 @@ impl From<&ServeArgs> for Settings {
             trust_forwarded_for: args.identity.trust_forwarded_for,
             decision_log: args.decision_log.clone(),
             watch_policies: !args.no_watch,
+            bench_endpoints: args.bench_endpoints,
         }
     }
 }

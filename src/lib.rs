@@ -14,6 +14,7 @@
 )]
 
 pub mod audit;
+pub mod benchdata;
 pub mod cache;
 pub mod config;
 pub mod decision;

@@ -108,6 +108,18 @@ enum Command {
         #[arg(long)]
         accept: bool,
     },
+    /// Generate benchmark data: a realistic world of N assets (see
+    /// `warden::benchdata`), imported in one transaction.
+    BenchData {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// How many assets.
+        #[arg(long, default_value_t = 10_000)]
+        assets: usize,
+        /// Random seed (the same seed gives the same world).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// The permission matrix: for each resource type, principal situations
     /// by actions, each cell decided by the policies with the deciding @ids.
     Matrix {
@@ -378,6 +390,30 @@ async fn diff(args: DiffArgs) -> ExitCode {
     }
 }
 
+async fn bench_data(store: StoreArgs, assets: usize, seed: u64) -> ExitCode {
+    telemetry::init_logging(LogFormat::Text);
+    let started = std::time::Instant::now();
+    let world = warden::benchdata::world(assets, seed);
+    let db = match open_cli_store(&store).await {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    match db.import(&world, Actor::cli("bench-data"), None).await {
+        Ok(counts) => {
+            println!(
+                "bench data: {counts} ({} workspaces of 100 assets; \"big\" holds 10,000 when assets >= 10,000) in {:.1} s",
+                world.workspaces.len(),
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn matrix(policy: PolicyArgs, format: MatrixFormat, check: Option<PathBuf>) -> ExitCode {
     let engine = match PolicyEngine::load(&policy.policies, &policy.schema) {
         Ok(engine) => engine,
@@ -627,5 +663,10 @@ async fn main() -> ExitCode {
             format,
             check,
         } => matrix(policy, format, check),
+        Command::BenchData {
+            store,
+            assets,
+            seed,
+        } => bench_data(store, assets, seed).await,
     }
 }

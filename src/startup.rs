@@ -310,6 +310,7 @@ impl Application {
                 anonymous_rate_limit: settings.anonymous_rate_limit,
                 trust_forwarded_for: settings.trust_forwarded_for,
                 decision_log,
+                bench_endpoints: settings.bench_endpoints,
             },
         ));
         let router = http::router(state.clone(), settings.request_timeout);

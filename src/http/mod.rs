@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authzen;
+pub mod bench;
 pub mod check;
 pub mod error;
 pub mod extract;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub openapi: std::sync::OnceLock<String>,
     /// Decision and entity-slice caches.
     pub caches: crate::cache::Caches,
+    /// Serve the benchmark floor endpoint (`--bench-endpoints`).
+    pub bench_endpoints: bool,
 }
 
 /// What [`AppState::new`] needs besides the store and policies.
@@ -94,6 +97,8 @@ pub struct StateParts {
     pub trust_forwarded_for: bool,
     /// Where every decision is appended, when configured.
     pub decision_log: Option<crate::decision_log::DecisionLog>,
+    /// Serve the benchmark floor endpoint.
+    pub bench_endpoints: bool,
 }
 
 /// The outcome of a policy reload.
@@ -143,6 +148,7 @@ impl AppState {
             anonymous_rate_limit,
             trust_forwarded_for,
             decision_log,
+            bench_endpoints,
         } = parts;
         AppState {
             identity,
@@ -151,6 +157,7 @@ impl AppState {
             decision_log,
             openapi: std::sync::OnceLock::new(),
             caches: crate::cache::Caches::default(),
+            bench_endpoints,
             policy_dirs,
             last_reload: std::sync::Mutex::new(None),
             store,
@@ -385,11 +392,18 @@ async fn revision_header(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // Only for callers with credentials: the counter tells how busy the
+    // store is, which anonymous probes have no need to know.
+    let credentials = request
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION);
     let mut response = next.run(request).await;
-    // Read after the handler: a write has committed and been observed.
-    let seen = state.store.revisions().seen();
-    if let Ok(value) = axum::http::HeaderValue::from_str(&seen.to_string()) {
-        response.headers_mut().insert(REVISION_HEADER, value);
+    if credentials {
+        // Read after the handler: a write has committed and been observed.
+        let seen = state.store.revisions().seen();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&seen.to_string()) {
+            response.headers_mut().insert(REVISION_HEADER, value);
+        }
     }
     response
 }
@@ -418,8 +432,14 @@ pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
         .layer(DefaultBodyLimit::max(DECISION_BODY_LIMIT));
     let admin =
         with_timeout(admin::router(), ADMIN_TIMEOUT).layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
+    let bench = if state.bench_endpoints {
+        with_timeout(bench::router(), timeout)
+    } else {
+        Routes::new()
+    };
     // Every route comes with its OpenAPI description (utoipa_axum::routes!).
     let (routes, spec) = Routes::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+        .merge(bench)
         .merge(decisions)
         .merge(admin)
         .merge(with_timeout(auth::router(), timeout).layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT)))

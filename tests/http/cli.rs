@@ -158,3 +158,34 @@ fn warden_validate_speaks_json_for_tools() {
     assert_eq!(problem["line"], 3, "{value}");
     assert!(problem["column"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn bench_data_imports_a_world_of_the_asked_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = warden(&[
+        "bench-data",
+        "--assets",
+        "1000",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = crate::common::spawn_with(
+        Db::Sqlite,
+        None,
+        Some(warden::store::sqlite_url(dir.path())),
+    )
+    .await;
+    let (_, export) = app.get("/v1/admin/export").await;
+    assert_eq!(export["assets"].as_array().unwrap().len(), 1000);
+    assert_eq!(export["workspaces"].as_array().unwrap().len(), 10);
+    // The owner of w3 may delete its assets: the ids follow the documented pattern.
+    assert_eq!(
+        app.decide("u6", "delete", "Asset", "w3p4a19").await,
+        "allow"
+    );
+}

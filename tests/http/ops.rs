@@ -14,3 +14,32 @@ async fn operations_routes_answer() {
     let text = app.metrics().await;
     assert!(text.contains("warden_decisions_total"), "{text}");
 }
+
+/// The benchmark floor endpoint exists only with --bench-endpoints, and then
+/// like /v1/check: an API key whose scope allows `decide`.
+#[tokio::test]
+async fn the_bench_endpoint_is_off_by_default_and_keyed_when_on() {
+    let off = crate::common::spawn_app(crate::common::Db::Sqlite).await;
+    let (status, _) = off.get("/v1/bench/select?asset=a").await;
+    assert_eq!(status, 404);
+    let on = crate::common::spawn_configured(crate::common::Db::Sqlite, None, None, |s| {
+        s.bench_endpoints = true
+    })
+    .await;
+    on.import(
+        &serde_json::json!({"users": [{"id": "o", "kind": "registered"}],
+        "workspaces": [{"id": "w", "owner": "o"}], "projects": [{"id": "p", "workspace": "w"}],
+        "assets": [{"id": "a", "project": "p"}]}),
+    )
+    .await;
+    let (status, body) = on.get("/v1/bench/select?asset=a").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "a");
+    let (status, _) = on.get_with(None, "/v1/bench/select?asset=a").await;
+    assert_eq!(status, 401);
+    let admin_only = on.key_with_scopes(&["admin"]).await;
+    let (status, _) = on
+        .get_with(Some(&admin_only), "/v1/bench/select?asset=a")
+        .await;
+    assert_eq!(status, 403);
+}
