@@ -3,7 +3,8 @@
 //! file. `warden diff --replay FILE` reads it back to show what a policy
 //! change would have done to real traffic.
 //!
-//! Never written: tokens, API keys, anything from a request's headers. A
+//! Never written: tokens, API keys, anything from a request's headers, email
+//! addresses (context values under `*email*` keys are hashed). A
 //! request decided with a token is logged with the token's verified user as
 //! the principal and how it authenticated (`authn`).
 //!
@@ -63,6 +64,23 @@ pub struct LogLine {
     pub policy_version: String,
 }
 
+/// The context as logged: a value under a key naming an email is replaced
+/// by a short SHA-256 (equal emails stay equal, so a replay decides the
+/// same), so the log holds no email addresses.
+fn logged_context(context: &Map<String, Value>) -> Map<String, Value> {
+    use sha2::{Digest, Sha256};
+    let mut out = context.clone();
+    for (key, value) in out.iter_mut() {
+        if key.contains("email") {
+            if let Value::String(email) = value {
+                let digest = hex::encode(Sha256::digest(email.as_bytes()));
+                *value = Value::String(format!("sha256:{}", digest.get(..16).unwrap_or("")));
+            }
+        }
+    }
+    out
+}
+
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -85,7 +103,7 @@ impl LogLine {
             action: input.action.id().unescaped().to_string(),
             resource: logged(&input.resource),
             authn: input.authn.as_str().to_string(),
-            context: input.context_json.clone(),
+            context: logged_context(&input.context_json),
             entities: input.entities_json.clone(),
             decision: if verdict.allow { "allow" } else { "deny" }.into(),
             reasons: verdict.reasons.clone(),
@@ -201,5 +219,24 @@ impl DecisionLog {
                 tracing::error!(file = %self.path.display(), "decision log writer stopped; a line was dropped");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_hashed_and_stay_comparable() {
+        let mut context = Map::new();
+        context.insert("caller_email".into(), Value::String("a@example.com".into()));
+        context.insert("invite_email".into(), Value::String("a@example.com".into()));
+        context.insert("plan".into(), Value::String("pro".into()));
+        let logged = logged_context(&context);
+        assert_eq!(logged["caller_email"], logged["invite_email"]);
+        assert!(!Value::Object(logged.clone())
+            .to_string()
+            .contains("example.com"));
+        assert_eq!(logged["plan"], "pro");
     }
 }
