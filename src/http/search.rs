@@ -297,8 +297,8 @@ async fn search_subject(
     }))
 }
 
-/// `POST /v1/search/resources` body.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `POST /v1/search/resources` body. No `Debug`: it may hold a token.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct V1ResourceSearch {
     /// The user asking, named by the app...

@@ -39,7 +39,8 @@ pub fn router() -> Routes {
 }
 
 /// The end user calling, established from the verified bearer token.
-#[derive(Clone, Debug)]
+/// `Debug` never shows the token.
+#[derive(Clone)]
 pub struct EndUser {
     /// Canonical user id.
     pub user_id: String,
@@ -49,6 +50,16 @@ pub struct EndUser {
     token: String,
     /// The request id, for audit events.
     pub request_id: Option<String>,
+}
+
+impl std::fmt::Debug for EndUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndUser")
+            .field("user_id", &self.user_id)
+            .field("authn", &self.authn)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EndUser {

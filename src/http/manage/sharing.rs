@@ -562,8 +562,8 @@ async fn revoke_invite(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/invites/accept` body.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `POST /v1/invites/accept` body. No `Debug`: it holds a secret.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AcceptBody {
     /// The invite token, as created.
