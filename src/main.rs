@@ -66,48 +66,7 @@ enum Command {
     /// a database sample and a decision log) and lists every decision that
     /// changed, grouped by the policies responsible. Exit 1 when something
     /// changed (unless --accept), 2 when a side cannot be loaded.
-    Diff {
-        /// The head's folders when --head is not given; the paths a git
-        /// revision is read at.
-        #[command(flatten)]
-        policy: PolicyArgs,
-        /// The policy set before the change: a git revision of this
-        /// repository (`main`, `HEAD~1`) or a folder (holding `policies/` and
-        /// `schema/`, or the `.cedar` files themselves).
-        #[arg(long)]
-        base: String,
-        /// The policy set after the change (default: --policies and
-        /// --schema as they are on disk); a folder or a git revision.
-        #[arg(long)]
-        head: Option<String>,
-        /// Policy test suites to evaluate (files or folders; default
-        /// tests/policies when it exists).
-        #[arg(long = "suites")]
-        suites: Vec<PathBuf>,
-        /// Also evaluate a bounded sample of (user, resource) pairs of this
-        /// database, over its facts.
-        #[arg(long)]
-        database_url: Option<String>,
-        /// Pairs to sample from the database.
-        #[arg(long, default_value_t = 1_000)]
-        sample: usize,
-        /// Replay a decision log (`serve --decision-log`) over the facts of
-        /// --database-url, or of the SQLite database in --data-dir.
-        #[arg(long)]
-        replay: Option<PathBuf>,
-        /// Where the SQLite database a replay reads lives.
-        #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
-        data_dir: PathBuf,
-        /// `text` for people, `json` for tools (every change).
-        #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
-        format: ValidateFormat,
-        /// Changes listed per group in text (0: all).
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Exit 0 even when decisions changed.
-        #[arg(long)]
-        accept: bool,
-    },
+    Diff(Box<DiffArgs>),
     /// Generate benchmark data: a realistic world of N assets (see
     /// `warden::benchdata`), imported in one transaction.
     BenchData {
@@ -279,17 +238,47 @@ fn test(policy: PolicyArgs, paths: Vec<PathBuf>, format: TestFormat) -> ExitCode
 }
 
 /// The arguments of `warden diff`.
+#[derive(clap::Args, Debug)]
 struct DiffArgs {
+    /// The head's folders when --head is not given; the paths a git
+    /// revision is read at.
+    #[command(flatten)]
     policy: PolicyArgs,
+    /// The policy set before the change: a git revision of this
+    /// repository (`main`, `HEAD~1`) or a folder (holding `policies/` and
+    /// `schema/`, or the `.cedar` files themselves).
+    #[arg(long)]
     base: String,
+    /// The policy set after the change (default: --policies and
+    /// --schema as they are on disk); a folder or a git revision.
+    #[arg(long)]
     head: Option<String>,
+    /// Policy test suites to evaluate (files or folders; default
+    /// tests/policies when it exists).
+    #[arg(long = "suites")]
     suites: Vec<PathBuf>,
+    /// Also evaluate a bounded sample of (user, resource) pairs of this
+    /// database, over its facts.
+    #[arg(long)]
     database_url: Option<String>,
+    /// Pairs to sample from the database.
+    #[arg(long, default_value_t = 1_000)]
     sample: usize,
+    /// Replay a decision log (`serve --decision-log`) over the facts of
+    /// --database-url, or of the SQLite database in --data-dir.
+    #[arg(long)]
     replay: Option<PathBuf>,
+    /// Where the SQLite database a replay reads lives.
+    #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
     data_dir: PathBuf,
+    /// `text` for people, `json` for tools (every change).
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     format: ValidateFormat,
+    /// Changes listed per group in text (0: all).
+    #[arg(long, default_value_t = 20)]
     limit: usize,
+    /// Exit 0 even when decisions changed.
+    #[arg(long)]
     accept: bool,
 }
 
@@ -629,34 +618,9 @@ async fn main() -> ExitCode {
             paths,
             format,
         } => test(policy, paths, format),
-        Command::Diff {
-            policy,
-            base,
-            head,
-            suites,
-            database_url,
-            sample,
-            replay,
-            data_dir,
-            format,
-            limit,
-            accept,
-        } => {
+        Command::Diff(args) => {
             telemetry::init_logging(LogFormat::Text);
-            diff(DiffArgs {
-                policy,
-                base,
-                head,
-                suites,
-                database_url,
-                sample,
-                replay,
-                data_dir,
-                format,
-                limit,
-                accept,
-            })
-            .await
+            diff(*args).await
         }
         Command::Matrix {
             policy,

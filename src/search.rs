@@ -14,6 +14,7 @@ use crate::decision::{decide_in_world, Authn, DecideError, DecisionInput, Entity
 use crate::domain::World;
 use crate::policy::PolicyEngine;
 use crate::store::facts::FactKeys;
+use crate::store::manage::SubjectScope;
 use crate::store::{Store, StoreError};
 use serde_json::{Map, Value};
 
@@ -101,6 +102,79 @@ fn decision(
     }
 }
 
+/// Where the candidates of one search come from, and the decision each
+/// candidate id stands for.
+enum Candidates<'a> {
+    /// Resources `principal` has a relation to, within `scope`.
+    Resources {
+        principal: &'a Principal,
+        scope: &'a Scope,
+    },
+    /// Users with a relation to `resource`, which lives in `within`.
+    Subjects {
+        resource: (&'a str, &'a str),
+        authn: Authn,
+        within: SubjectScope,
+    },
+}
+
+impl Candidates<'_> {
+    async fn fetch(
+        &self,
+        store: &Store,
+        after: &str,
+        size: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Candidates::Resources { principal, scope } => match scope.ty.as_str() {
+                "Workspace" => {
+                    store
+                        .workspace_candidates(&principal.user, after, size)
+                        .await
+                }
+                "Project" => {
+                    store
+                        .project_candidates(&principal.user, &scope.workspace, after, size)
+                        .await
+                }
+                _ => {
+                    store
+                        .asset_candidates(
+                            &principal.user,
+                            &scope.workspace,
+                            &scope.project,
+                            after,
+                            size,
+                        )
+                        .await
+                }
+            },
+            Candidates::Subjects { within, .. } => {
+                store.subject_candidates(within, after, size).await
+            }
+        }
+    }
+
+    fn decision(&self, candidate: &str, action: &str, context: &Map<String, Value>) -> RawDecision {
+        match self {
+            Candidates::Resources { principal, scope } => {
+                decision(principal, action, &scope.ty, candidate, context)
+            }
+            Candidates::Subjects {
+                resource: (ty, id),
+                authn,
+                ..
+            } => {
+                let who = Principal {
+                    user: candidate.to_string(),
+                    authn: *authn,
+                };
+                decision(&who, action, ty, id, context)
+            }
+        }
+    }
+}
+
 /// Resources of `scope` on which `principal` may perform `ask.action`.
 pub async fn resources(
     engine: &PolicyEngine,
@@ -109,49 +183,56 @@ pub async fn resources(
     scope: &Scope,
     ask: Ask<'_>,
 ) -> Result<Found, SearchError> {
-    let Ask {
-        action,
-        context,
-        after,
-        size,
-    } = ask;
-    let mut after = after.to_string();
+    page(
+        engine,
+        store,
+        Candidates::Resources { principal, scope },
+        ask,
+    )
+    .await
+}
+
+/// Users who may perform `ask.action` on `ty` `id` (authenticated as
+/// `authn`), by user id, each with the deciding policies.
+pub async fn subjects(
+    engine: &PolicyEngine,
+    store: &Store,
+    resource: (&str, &str),
+    authn: Authn,
+    ask: Ask<'_>,
+) -> Result<Found, SearchError> {
+    // Where the resource lives is read once, not per round.
+    let Some(within) = store.subject_scope(resource.0, resource.1).await? else {
+        return Ok(Found::default());
+    };
+    let candidates = Candidates::Subjects {
+        resource,
+        authn,
+        within,
+    };
+    page(engine, store, candidates, ask).await
+}
+
+/// Fills one page: candidates a round at a time, each round confirmed by
+/// the policies over one fact load.
+async fn page(
+    engine: &PolicyEngine,
+    store: &Store,
+    candidates: Candidates<'_>,
+    ask: Ask<'_>,
+) -> Result<Found, SearchError> {
+    let size = ask.size;
+    let mut after = ask.after.to_string();
     let mut found = Found::default();
     for _ in 0..ROUNDS {
-        let ids = match scope.ty.as_str() {
-            "Workspace" => {
-                store
-                    .workspace_candidates(&principal.user, &after, size)
-                    .await?
-            }
-            "Project" => {
-                store
-                    .project_candidates(&principal.user, &scope.workspace, &after, size)
-                    .await?
-            }
-            _ => {
-                store
-                    .asset_candidates(
-                        &principal.user,
-                        &scope.workspace,
-                        &scope.project,
-                        &after,
-                        size,
-                    )
-                    .await?
-            }
-        };
+        let ids = candidates.fetch(store, &after, size).await?;
         let mut keys = FactKeys::default();
-        keys.users.insert(principal.user.clone());
         let mut inputs = Vec::with_capacity(ids.len());
         for id in &ids {
-            match scope.ty.as_str() {
-                "Workspace" => keys.workspaces.insert(id.clone()),
-                "Project" => keys.projects.insert(id.clone()),
-                _ => keys.assets.insert(id.clone()),
-            };
-            let raw = decision(principal, action, &scope.ty, id, context);
-            inputs.push(DecisionInput::parse(engine, raw, "").map_err(DecideError::from)?);
+            let raw = candidates.decision(id, ask.action, ask.context);
+            let input = DecisionInput::parse(engine, raw, "").map_err(DecideError::from)?;
+            input.collect_keys(&mut keys);
+            inputs.push(input);
         }
         let facts = store.load_facts(&keys).await?;
         let verdicts = decide_in_world(engine, &facts, &inputs, "candidates")?;
@@ -175,63 +256,6 @@ pub async fn resources(
         }
     }
     // Many candidates, few allowed: a partial page, and where to go on.
-    found.next = Some(after);
-    Ok(found)
-}
-
-/// Users who may perform `ask.action` on `ty` `id` (authenticated as
-/// `authn`), by user id, each with the deciding policies.
-pub async fn subjects(
-    engine: &PolicyEngine,
-    store: &Store,
-    (ty, id): (&str, &str),
-    authn: Authn,
-    ask: Ask<'_>,
-) -> Result<Found, SearchError> {
-    let Ask {
-        action,
-        context,
-        after,
-        size,
-    } = ask;
-    let mut after = after.to_string();
-    let mut found = Found::default();
-    for _ in 0..ROUNDS {
-        let users = store.subject_candidates(ty, id, &after, size).await?;
-        let mut keys = FactKeys::default();
-        match ty {
-            "Workspace" => keys.workspaces.insert(id.to_string()),
-            "Project" => keys.projects.insert(id.to_string()),
-            _ => keys.assets.insert(id.to_string()),
-        };
-        let mut inputs = Vec::with_capacity(users.len());
-        for user in &users {
-            keys.users.insert(user.clone());
-            let who = Principal {
-                user: user.clone(),
-                authn,
-            };
-            let raw = decision(&who, action, ty, id, context);
-            inputs.push(DecisionInput::parse(engine, raw, "").map_err(DecideError::from)?);
-        }
-        let facts = store.load_facts(&keys).await?;
-        let verdicts = decide_in_world(engine, &facts, &inputs, "candidates")?;
-        for (user, verdict) in users.iter().zip(verdicts) {
-            if verdict.allow && (found.items.len() as i64) < size {
-                found.items.push((user.clone(), verdict.reasons));
-            }
-        }
-        if let Some(last) = users.last() {
-            after = last.clone();
-        }
-        if found.items.len() as i64 >= size {
-            found.next = found.items.last().map(|(id, _)| id.clone());
-            return Ok(found);
-        }
-        if (users.len() as i64) < size {
-            return Ok(found);
-        }
-    }
     found.next = Some(after);
     Ok(found)
 }

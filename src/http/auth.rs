@@ -8,7 +8,7 @@
 
 use super::error::ApiError;
 use super::extract::route::{MintAnonymousToken, RefreshAnonymousToken, ResolveUser, RouteAction};
-use super::extract::{bearer, optional_body};
+use super::extract::{bearer, optional_body, request_id};
 use super::openapi::PublicErrors;
 use super::AppState;
 use crate::identity::anonymous::{self, AnonymousClaims, MintedToken};
@@ -71,13 +71,6 @@ impl FromRequestParts<Arc<AppState>> for ClientAddr {
             .unwrap_or_else(|| "unknown".into());
         Ok(ClientAddr(peer))
     }
-}
-
-fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from)
 }
 
 /// Optional body of `POST /api/auth/anonymous`.

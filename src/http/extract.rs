@@ -88,6 +88,14 @@ pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
     Ok(value)
 }
 
+/// The request id set by the request-id layer, for audit events.
+pub fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
 /// The bearer credential of the `Authorization` header; `what` names it in
 /// errors (`api key`, `identity provider JWT`). 401 when missing or malformed.
 pub fn bearer<'h>(headers: &'h axum::http::HeaderMap, what: &str) -> Result<&'h str, ApiError> {
@@ -131,11 +139,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
+        let request_id = request_id(&parts.headers);
         let presented = bearer(&parts.headers, "api key")?;
         if presented.len() > 200 {
             return Err(ApiError::unauthenticated("unknown or revoked API key"));

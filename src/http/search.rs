@@ -127,8 +127,12 @@ struct SubjectFilter {
     /// `User`.
     #[serde(rename = "type")]
     ty: String,
-    /// Ignored.
+    /// Accepted, as AuthZEN allows, and ignored.
     #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted so AuthZEN clients may send it; never read"
+    )]
     properties: Option<Map<String, Value>>,
 }
 
@@ -207,6 +211,64 @@ async fn principal_of(state: &AppState, subject: Entity) -> Result<Principal, Ap
     })
 }
 
+/// What a search asks, whichever API shape it came in.
+struct Asked {
+    action: String,
+    context: Map<String, Value>,
+    after: String,
+    limit: Option<i64>,
+    fields: Fields,
+}
+
+/// How each API shape names its fields in errors: action, resource type, limit.
+type Fields = (&'static str, &'static str, &'static str);
+const AUTHZEN_FIELDS: Fields = ("action.name", "resource.type", "page.limit");
+const V1_FIELDS: Fields = ("action", "resource_type", "limit");
+
+/// Validates and runs a resource search; the answer and the policy version.
+async fn find_resources(
+    state: &AppState,
+    subject: Entity,
+    scope: &Scope,
+    asked: Asked,
+) -> Result<(search::Found, String), ApiError> {
+    let engine = state.engine();
+    let (action_field, type_field, limit_field) = asked.fields;
+    check_shape(&engine, &asked.action, &scope.ty, action_field, type_field)?;
+    let size = limit(asked.limit, limit_field)?;
+    let principal = principal_of(state, subject).await?;
+    let ask = Ask {
+        action: &asked.action,
+        context: &asked.context,
+        after: &asked.after,
+        size,
+    };
+    let found = search::resources(&engine, &state.store, &principal, scope, ask).await?;
+    Ok((found, engine.version().to_string()))
+}
+
+/// Validates and runs a subject search; the answer and the policy version.
+async fn find_subjects(
+    state: &AppState,
+    ty: &str,
+    id: &str,
+    asked: Asked,
+) -> Result<(search::Found, String), ApiError> {
+    let engine = state.engine();
+    let (action_field, _, limit_field) = asked.fields;
+    check_shape(&engine, &asked.action, ty, action_field, "resource.type")?;
+    super::manage::parse_id(id, "resource.id")?;
+    let size = limit(asked.limit, limit_field)?;
+    let ask = Ask {
+        action: &asked.action,
+        context: &asked.context,
+        after: &asked.after,
+        size,
+    };
+    let found = search::subjects(&engine, &state.store, (ty, id), Authn::App, ask).await?;
+    Ok((found, engine.version().to_string()))
+}
+
 /// AuthZEN resource search: the resources of a type (optionally in one
 /// workspace or project) the subject may perform the action on.
 #[utoipa::path(post, path = "/access/v1/search/resource", tag = "authzen", request_body = ResourceSearch,
@@ -217,36 +279,26 @@ async fn search_resource(
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<ResourceSearch>,
 ) -> Result<Json<SearchAnswer>, ApiError> {
-    let engine = state.engine();
-    check_shape(
-        &engine,
-        &body.action.name,
-        &body.resource.ty,
-        "action.name",
-        "resource.type",
-    )?;
     let page = body.page.unwrap_or_default();
-    let size = limit(page.limit, "page.limit")?;
     let scope = Scope {
         ty: body.resource.ty.clone(),
         workspace: text_property(&body.resource.properties, "workspace")?,
         project: text_property(&body.resource.properties, "project")?,
     };
-    let principal = principal_of(&state, body.subject).await?;
-    let context = body.context.unwrap_or_default();
-    let ask = Ask {
-        action: &body.action.name,
-        context: &context,
-        after: page.next_token.as_deref().unwrap_or(""),
-        size,
+    let asked = Asked {
+        action: body.action.name,
+        context: body.context.unwrap_or_default(),
+        after: page.next_token.unwrap_or_default(),
+        limit: page.limit,
+        fields: AUTHZEN_FIELDS,
     };
-    let result = search::resources(&engine, &state.store, &principal, &scope, ask).await?;
+    let (result, version) = find_resources(&state, body.subject, &scope, asked).await?;
     Ok(Json(SearchAnswer {
         results: found(&scope.ty, result.items),
         page: PageAnswer {
             next_token: result.next.unwrap_or_default(),
         },
-        policy_version: engine.version().to_string(),
+        policy_version: version,
     }))
 }
 
@@ -260,7 +312,6 @@ async fn search_subject(
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<SubjectSearch>,
 ) -> Result<Json<SearchAnswer>, ApiError> {
-    let engine = state.engine();
     if body.subject.ty != "User" {
         return Err(ApiError::bad_request(format!(
             "subject.type: searches find users, got {:?}",
@@ -268,32 +319,22 @@ async fn search_subject(
         ))
         .with("field", json!("subject.type")));
     }
-    let _ = body.subject.properties;
-    check_shape(
-        &engine,
-        &body.action.name,
-        &body.resource.ty,
-        "action.name",
-        "resource.type",
-    )?;
-    super::manage::parse_id(&body.resource.id, "resource.id")?;
     let page = body.page.unwrap_or_default();
-    let size = limit(page.limit, "page.limit")?;
-    let context = body.context.unwrap_or_default();
-    let ask = Ask {
-        action: &body.action.name,
-        context: &context,
-        after: page.next_token.as_deref().unwrap_or(""),
-        size,
+    let asked = Asked {
+        action: body.action.name,
+        context: body.context.unwrap_or_default(),
+        after: page.next_token.unwrap_or_default(),
+        limit: page.limit,
+        fields: AUTHZEN_FIELDS,
     };
-    let resource = (body.resource.ty.as_str(), body.resource.id.as_str());
-    let result = search::subjects(&engine, &state.store, resource, Authn::App, ask).await?;
+    let (result, version) =
+        find_subjects(&state, &body.resource.ty, &body.resource.id, asked).await?;
     Ok(Json(SearchAnswer {
         results: found("User", result.items),
         page: PageAnswer {
             next_token: result.next.unwrap_or_default(),
         },
-        policy_version: engine.version().to_string(),
+        policy_version: version,
     }))
 }
 
@@ -362,15 +403,6 @@ async fn v1_resources(
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<V1ResourceSearch>,
 ) -> Result<Json<V1Answer>, ApiError> {
-    let engine = state.engine();
-    check_shape(
-        &engine,
-        &body.action,
-        &body.resource_type,
-        "action",
-        "resource_type",
-    )?;
-    let size = limit(body.limit, "limit")?;
     let subject = match (body.principal, body.token) {
         (Some(p), None) => Entity {
             ty: p.ty,
@@ -393,24 +425,23 @@ async fn v1_resources(
             )
         }
     };
-    let principal = principal_of(&state, subject).await?;
     let scope = Scope {
-        ty: body.resource_type.clone(),
+        ty: body.resource_type,
         workspace: body.workspace.unwrap_or_default(),
         project: body.project.unwrap_or_default(),
     };
-    let context = body.context.unwrap_or_default();
-    let ask = Ask {
-        action: &body.action,
-        context: &context,
-        after: body.cursor.as_deref().unwrap_or(""),
-        size,
+    let asked = Asked {
+        action: body.action,
+        context: body.context.unwrap_or_default(),
+        after: body.cursor.unwrap_or_default(),
+        limit: body.limit,
+        fields: V1_FIELDS,
     };
-    let result = search::resources(&engine, &state.store, &principal, &scope, ask).await?;
+    let (result, version) = find_resources(&state, subject, &scope, asked).await?;
     Ok(Json(V1Answer {
         results: found(&scope.ty, result.items),
         next_cursor: result.next,
-        policy_version: engine.version().to_string(),
+        policy_version: version,
     }))
 }
 
@@ -423,28 +454,18 @@ async fn v1_subjects(
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<V1SubjectSearch>,
 ) -> Result<Json<V1Answer>, ApiError> {
-    let engine = state.engine();
-    check_shape(
-        &engine,
-        &body.action,
-        &body.resource.ty,
-        "action",
-        "resource.type",
-    )?;
-    super::manage::parse_id(&body.resource.id, "resource.id")?;
-    let size = limit(body.limit, "limit")?;
-    let context = body.context.unwrap_or_default();
-    let ask = Ask {
-        action: &body.action,
-        context: &context,
-        after: body.cursor.as_deref().unwrap_or(""),
-        size,
+    let asked = Asked {
+        action: body.action,
+        context: body.context.unwrap_or_default(),
+        after: body.cursor.unwrap_or_default(),
+        limit: body.limit,
+        fields: V1_FIELDS,
     };
-    let resource = (body.resource.ty.as_str(), body.resource.id.as_str());
-    let result = search::subjects(&engine, &state.store, resource, Authn::App, ask).await?;
+    let (result, version) =
+        find_subjects(&state, &body.resource.ty, &body.resource.id, asked).await?;
     Ok(Json(V1Answer {
         results: found("User", result.items),
         next_cursor: result.next,
-        policy_version: engine.version().to_string(),
+        policy_version: version,
     }))
 }

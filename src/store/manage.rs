@@ -42,6 +42,30 @@ impl From<sqlx::Error> for ManageError {
     }
 }
 
+/// The workspace a `Workspace` (itself), `Project` or `Asset` lives in, as
+/// column `w`.
+fn workspace_of_sql(ty: &str) -> &'static str {
+    match ty {
+        "Workspace" => "SELECT id AS w FROM workspaces WHERE id = $1",
+        "Project" => "SELECT workspace_id AS w FROM projects WHERE id = $1",
+        _ => {
+            "SELECT p.workspace_id AS w FROM assets a JOIN projects p ON p.id = a.project_id \
+             WHERE a.id = $1"
+        }
+    }
+}
+
+/// Where the resource of a subject search lives ("" where not applicable).
+#[derive(Clone, Debug)]
+pub struct SubjectScope {
+    /// Its workspace (a workspace's own id).
+    pub workspace: String,
+    /// Its project, for a project or an asset.
+    pub project: String,
+    /// The asset itself.
+    pub asset: String,
+}
+
 /// Who asks and the request id, for audit events.
 #[derive(Clone, Debug)]
 pub struct Change {
@@ -235,15 +259,7 @@ impl Store {
 
     /// The workspace a resource lives in (a workspace's own id).
     pub async fn workspace_of(&self, scope: &str, id: &str) -> Result<Option<String>, StoreError> {
-        let sql = match scope {
-            "Workspace" => "SELECT id AS w FROM workspaces WHERE id = $1",
-            "Project" => "SELECT workspace_id AS w FROM projects WHERE id = $1",
-            _ => {
-                "SELECT p.workspace_id AS w FROM assets a JOIN projects p ON p.id = a.project_id \
-                 WHERE a.id = $1"
-            }
-        };
-        let row = sqlx::query(sql)
+        let row = sqlx::query(workspace_of_sql(scope))
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -365,28 +381,45 @@ impl Store {
         rows.iter().map(|row| text(row, "id")).collect()
     }
 
-    /// Ids of users with a relation to `ty` `id`: the workspace's owner and
-    /// members, the project's members, the asset's grantees (and, for a
-    /// workspace, members of its projects), after `after`, in id order.
-    pub async fn subject_candidates(
+    /// Where `ty` `id` lives, for a subject search: `None` when it does not exist.
+    pub async fn subject_scope(
         &self,
         ty: &str,
         id: &str,
-        after: &str,
-        limit: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Option<SubjectScope>, StoreError> {
         let Some(workspace) = self.workspace_of(ty, id).await? else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let project = match ty {
             "Project" => id.to_string(),
             "Asset" => match self.asset(id).await? {
                 Some(a) => a.project.to_string(),
-                None => return Ok(Vec::new()),
+                None => return Ok(None),
             },
             _ => String::new(),
         };
-        let asset = if ty == "Asset" { id } else { "" };
+        let asset = if ty == "Asset" {
+            id.to_string()
+        } else {
+            String::new()
+        };
+        Ok(Some(SubjectScope {
+            workspace,
+            project,
+            asset,
+        }))
+    }
+
+    /// Ids of users with a relation to the resource of `scope`: the
+    /// workspace's owner and members, the project's members, the asset's
+    /// grantees (and, for a workspace, members of its projects), after
+    /// `after`, in id order.
+    pub async fn subject_candidates(
+        &self,
+        scope: &SubjectScope,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let sql = "SELECT id FROM (\
               SELECT owner_id AS id FROM workspaces WHERE id = $1 \
               UNION SELECT user_id AS id FROM workspace_members WHERE workspace_id = $1 \
@@ -396,9 +429,9 @@ impl Store {
               UNION SELECT user_id AS id FROM asset_grants WHERE asset_id = $3\
             ) c WHERE id > $4 ORDER BY id LIMIT $5";
         let rows = sqlx::query(sql)
-            .bind(&workspace)
-            .bind(&project)
-            .bind(asset)
+            .bind(&scope.workspace)
+            .bind(&scope.project)
+            .bind(&scope.asset)
             .bind(after)
             .bind(limit)
             .fetch_all(self.pool())
@@ -558,15 +591,10 @@ impl Store {
 
 /// The workspace `scope`/`id` lives in, read inside the transaction.
 async fn workspace_in_tx(tx: &mut Tx, ty: &str, id: &str) -> Result<Option<String>, ManageError> {
-    let sql = match ty {
-        "Workspace" => "SELECT id AS w FROM workspaces WHERE id = $1",
-        "Project" => "SELECT workspace_id AS w FROM projects WHERE id = $1",
-        _ => {
-            "SELECT p.workspace_id AS w FROM assets a JOIN projects p ON p.id = a.project_id \
-             WHERE a.id = $1"
-        }
-    };
-    let row = sqlx::query(sql).bind(id).fetch_optional(tx.conn()).await?;
+    let row = sqlx::query(workspace_of_sql(ty))
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
     Ok(row.map(|row| text(&row, "w")).transpose()?)
 }
 

@@ -79,11 +79,7 @@ impl FromRequestParts<Arc<AppState>> for EndUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
+        let request_id = super::extract::request_id(&parts.headers);
         let token = bearer(&parts.headers, "user token")?.to_string();
         let principals = state
             .identity

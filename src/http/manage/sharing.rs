@@ -20,7 +20,6 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -406,8 +405,9 @@ fn normalize_email(raw: &str, field: &str) -> Result<String, ApiError> {
     }
 }
 
+/// Invite tokens are stored as their SHA-256, like API keys.
 fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    crate::store::api_keys::hash_key(token)
 }
 
 async fn create_invite(
