@@ -139,3 +139,84 @@ fn generate(assets: usize, rng: &mut StdRng) -> World {
         .dedup_by(|a, b| a.user == b.user && a.id == b.id);
     w
 }
+
+/// The in-process evaluation rate (`warden bench-eval`): the batches the
+/// load script sends (`scripts/bench/batch.lua`: 1,000 `read` checks on
+/// assets of the first `hot` workspaces, half by the owner), each decided
+/// over its facts, loaded once beforehand, by the policies with no HTTP and
+/// no cache, on `threads` threads for `seconds`. Returns decisions/s.
+pub async fn eval_rate(
+    engine: &crate::policy::PolicyEngine,
+    store: &crate::store::Store,
+    hot: usize,
+    seconds: f64,
+    threads: usize,
+) -> Result<f64, String> {
+    use crate::decision::{decide_in_world, Authn, DecisionInput, EntityRef, RawDecision};
+    use crate::store::facts::FactKeys;
+    let hot = hot.max(1);
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut batches = Vec::new();
+    for _ in 0..8 {
+        let mut inputs = Vec::with_capacity(1000);
+        let mut keys = FactKeys::default();
+        for _ in 0..1000 {
+            let w = rng.gen_range(0..hot);
+            let user = if rng.gen_bool(0.5) {
+                2 * w
+            } else {
+                rng.gen_range(0..2 * hot)
+            };
+            let raw = RawDecision {
+                principal: EntityRef {
+                    ty: "User".into(),
+                    id: format!("u{user}"),
+                },
+                action: "read".into(),
+                resource: EntityRef {
+                    ty: "Asset".into(),
+                    id: format!("w{w}p{}a{}", rng.gen_range(0..5), rng.gen_range(0..20)),
+                },
+                context: Default::default(),
+                entities: None,
+                authn: Authn::App,
+            };
+            let input = DecisionInput::parse(engine, raw, "").map_err(|e| e.to_string())?;
+            input.collect_keys(&mut keys);
+            inputs.push(input);
+        }
+        let world = store.load_facts(&keys).await.map_err(|e| e.to_string())?;
+        batches.push((world, inputs));
+    }
+    let deadline = std::time::Duration::from_secs_f64(seconds);
+    let started = std::time::Instant::now();
+    let decided = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|t| {
+                let batches = &batches;
+                scope.spawn(move || -> Result<usize, String> {
+                    let mut decided = 0;
+                    let mut next = t;
+                    while started.elapsed() < deadline {
+                        let Some((world, inputs)) = batches.get(next % batches.len()) else {
+                            break;
+                        };
+                        let verdicts = decide_in_world(engine, world, inputs, "requests")
+                            .map_err(|e| e.to_string())?;
+                        decided += verdicts.len();
+                        next += 1;
+                    }
+                    Ok(decided)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| "an evaluation thread panicked".to_string())?
+            })
+            .sum::<Result<usize, String>>()
+    })?;
+    Ok(decided as f64 / started.elapsed().as_secs_f64())
+}

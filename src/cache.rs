@@ -107,7 +107,7 @@ fn decision_key(version: &str, input: &DecisionInput) -> Option<String> {
     if input.entities_json.is_some() {
         return None;
     }
-    let context = serde_json::Value::Object(input.context_json.clone()).to_string();
+    let context = serde_json::to_string(&input.context_json).ok()?;
     Some(format!(
         "{version}\u{1}{}\u{1}{}\u{1}{}\u{1}{}\u{1}{context}",
         input.authn.as_str(),

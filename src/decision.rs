@@ -102,7 +102,6 @@ pub struct DecisionInput {
     pub action: EntityUid,
     /// Resource uid.
     pub resource: EntityUid,
-    context: Context,
     supplied: Vec<Entity>,
     /// How the principal was established.
     pub authn: Authn,
@@ -219,17 +218,15 @@ impl DecisionInput {
             &raw.action,
             &format!("{path}resource"),
         )?;
-        let context_json = raw.context.clone();
-        let mut context = raw.context;
-        if context.contains_key("authn") {
+        if raw.context.contains_key("authn") {
             return Err(input_error(
                 format!("{path}context.authn"),
                 "authn is set by Warden from how the principal authenticated; remove it",
             ));
         }
-        context.insert("authn".into(), Value::String(raw.authn.as_str().into()));
-        let context = Context::from_json_value(Value::Object(context), None)
-            .map_err(|e| input_error(format!("{path}context"), e.to_string()))?;
+        // The Cedar context is built when the decision is evaluated
+        // (`cedar_context`), not here: a cached answer never needs it.
+        let context_json = raw.context;
         let (supplied, entities_json) = match raw.entities {
             Some(values) if !values.is_empty() => (
                 supplied_entities(engine, values.clone(), &format!("{path}entities"))?,
@@ -241,12 +238,20 @@ impl DecisionInput {
             principal,
             action,
             resource,
-            context,
             supplied,
             authn: raw.authn,
             context_json,
             entities_json,
         })
+    }
+
+    /// The Cedar context: the caller's context plus `authn`; `field` names
+    /// the context in errors.
+    pub(crate) fn cedar_context(&self, field: &str) -> Result<Context, InputError> {
+        let mut context = self.context_json.clone();
+        context.insert("authn".into(), Value::String(self.authn.as_str().into()));
+        Context::from_json_value(Value::Object(context), None)
+            .map_err(|e| input_error(field, e.to_string()))
     }
 
     /// Adds the ids whose facts this decision needs to `keys`.
@@ -384,13 +389,19 @@ pub fn decide_in_world(
     let (base, stored_uids) = stored_entities(world, inputs)?;
     let mut verdicts = Vec::with_capacity(inputs.len());
     for (index, input) in inputs.iter().enumerate() {
-        let field = if inputs.len() == 1 && path.is_empty() {
-            "entities".to_string()
+        let prefix = if inputs.len() == 1 && path.is_empty() {
+            String::new()
         } else {
-            format!("{path}[{index}].entities")
+            format!("{path}[{index}].")
         };
-        let merged = with_supplied(&base, &stored_uids, input, field)?;
-        verdicts.push(decide_one(engine, input, merged.as_ref().unwrap_or(&base)));
+        let context = input.cedar_context(&format!("{prefix}context"))?;
+        let merged = with_supplied(&base, &stored_uids, input, format!("{prefix}entities"))?;
+        verdicts.push(decide_one(
+            engine,
+            input,
+            context,
+            merged.as_ref().unwrap_or(&base),
+        ));
     }
     Ok(verdicts)
 }
@@ -420,12 +431,13 @@ pub async fn explain_one(
     let (base, stored_uids) = stored_entities(&world, inputs)?;
     let merged = with_supplied(&base, &stored_uids, input, "entities".into())?;
     let slice = merged.as_ref().unwrap_or(&base);
-    let verdict = decide_one(engine, input, slice);
+    let context = input.cedar_context("context")?;
+    let verdict = decide_one(engine, input, context.clone(), slice);
     let policies = match Request::new(
         input.principal.clone(),
         input.action.clone(),
         input.resource.clone(),
-        input.context.clone(),
+        context,
         None,
     ) {
         Ok(request) => engine.explain(&request, slice),
@@ -437,7 +449,12 @@ pub async fn explain_one(
     Ok((verdict, Explanation { entities, policies }))
 }
 
-fn decide_one(engine: &PolicyEngine, input: &DecisionInput, slice: &Entities) -> Verdict {
+fn decide_one(
+    engine: &PolicyEngine,
+    input: &DecisionInput,
+    context: Context,
+    slice: &Entities,
+) -> Verdict {
     if slice.get(&input.principal).is_none() {
         return unknown("principal", &input.principal);
     }
@@ -448,7 +465,7 @@ fn decide_one(engine: &PolicyEngine, input: &DecisionInput, slice: &Entities) ->
         input.principal.clone(),
         input.action.clone(),
         input.resource.clone(),
-        input.context.clone(),
+        context,
         None,
     ) {
         Ok(request) => engine.decide(&request, slice),

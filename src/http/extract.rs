@@ -48,6 +48,11 @@ where
             )
             .with("field", serde_json::Value::String("body".into())));
         }
+        // The common case, a valid body, without tracking the path; only a
+        // body that fails is parsed again to name the offending field.
+        if let Ok(value) = serde_json::from_slice(&bytes) {
+            return Ok(JsonBody(value));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();

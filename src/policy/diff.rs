@@ -582,3 +582,35 @@ pub async fn run(base: &PolicySide, head: &PolicySide, sources: Sources) -> Resu
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The per-action index of the engine (only the policies whose action
+    /// scope can match are evaluated) answers every generated request as
+    /// the whole set does: same decision, same reasons, same errors.
+    #[test]
+    fn the_action_index_decides_as_the_whole_set() {
+        let load = || PolicyEngine::load(Path::new("policies"), Path::new("schema"));
+        let (Ok(indexed), Ok(whole)) = (load(), load()) else {
+            panic!("the repository's policies load");
+        };
+        let whole = whole.without_action_index();
+        let (world, resources) = super::super::generated::world();
+        let probes =
+            super::super::generated::probes(&world, &resources, &actions_of([&indexed, &whole]));
+        assert!(probes.len() > 100_000, "{} probes", probes.len());
+        let a = super::super::probe::ask(&indexed, &world, &probes);
+        let b = super::super::probe::ask(&whole, &world, &probes);
+        assert!(a
+            .iter()
+            .any(|x| matches!(x, super::super::probe::Answer::Allow { .. })));
+        let differing = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert_eq!(
+            differing, 0,
+            "answers differ between the index and the whole set"
+        );
+    }
+}

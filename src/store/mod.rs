@@ -145,6 +145,13 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            // sqlx pings every idle connection before handing it out: one
+            // extra round trip per query. It already pings each connection
+            // when it is returned (and drops a broken one), so a connection
+            // is only found broken on acquire after the server went away
+            // while it sat idle; that request fails (503) and the
+            // connection is replaced.
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;

@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Times the whole listing of u0's readable assets in the workspace "big"
+(10,000 assets): AuthZEN resource search, pages of 100 (or PAGE) followed by
+next_token until the last page, one client, one keep-alive connection.
+Prints "<seconds> <results> <pages>". Usage: listing.py BASE_URL KEY"""
+import http.client, json, os, sys, time, urllib.parse
+
+base, key = sys.argv[1], sys.argv[2]
+limit = int(os.environ.get("PAGE", "100"))
+url = urllib.parse.urlparse(base)
+conn = http.client.HTTPConnection(url.hostname, url.port)
+headers = {"Content-Type": "application/json", "Authorization": "Bearer " + key}
+token, results, pages = "", 0, 0
+started = time.monotonic()
+while True:
+    body = {"subject": {"type": "User", "id": "u0"}, "action": {"name": "read"},
+            "resource": {"type": "Asset", "properties": {"workspace": "big"}},
+            "page": {"limit": limit, **({"next_token": token} if token else {})}}
+    conn.request("POST", "/access/v1/search/resource", json.dumps(body), headers)
+    response = conn.getresponse()
+    answer = json.loads(response.read())
+    if response.status != 200:
+        sys.exit(f"search answered {response.status}: {answer}")
+    results += len(answer["results"])
+    pages += 1
+    token = answer["page"]["next_token"]
+    if not token:
+        break
+print(f"{time.monotonic() - started:.3f} {results} {pages}")
