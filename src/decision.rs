@@ -248,6 +248,12 @@ impl DecisionInput {
     /// The Cedar context: the caller's context plus `authn`; `field` names
     /// the context in errors.
     pub(crate) fn cedar_context(&self, field: &str) -> Result<Context, InputError> {
+        if self.context_json.is_empty() {
+            // Most checks send no context: skip the JSON round.
+            let authn = cedar_policy::RestrictedExpression::new_string(self.authn.as_str().into());
+            return Context::from_pairs([("authn".to_string(), authn)])
+                .map_err(|e| input_error(field, e.to_string()));
+        }
         let mut context = self.context_json.clone();
         context.insert("authn".into(), Value::String(self.authn.as_str().into()));
         Context::from_json_value(Value::Object(context), None)

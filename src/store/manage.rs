@@ -359,25 +359,80 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
+        if !workspace.is_empty() || !project.is_empty() {
+            return self
+                .scoped_asset_candidates(user, workspace, project, after, limit)
+                .await;
+        }
         let sql = "SELECT id FROM (\
-              SELECT a.id, a.project_id, p.workspace_id FROM assets a JOIN projects p ON p.id = a.project_id \
-                    JOIN workspaces w ON w.id = p.workspace_id WHERE w.owner_id = $1 \
-              UNION SELECT a.id, a.project_id, p.workspace_id FROM assets a JOIN projects p ON p.id = a.project_id \
-                    JOIN workspace_members m ON m.workspace_id = p.workspace_id WHERE m.user_id = $1 \
-              UNION SELECT a.id, a.project_id, p.workspace_id FROM assets a JOIN projects p ON p.id = a.project_id \
+              SELECT a.id FROM assets a JOIN workspaces w ON w.id = a.workspace_id \
+                    WHERE w.owner_id = $1 \
+              UNION SELECT a.id FROM assets a \
+                    JOIN workspace_members m ON m.workspace_id = a.workspace_id WHERE m.user_id = $1 \
+              UNION SELECT a.id FROM assets a \
                     JOIN project_members m ON m.project_id = a.project_id WHERE m.user_id = $1 \
-              UNION SELECT a.id, a.project_id, p.workspace_id FROM assets a JOIN projects p ON p.id = a.project_id \
+              UNION SELECT a.id FROM assets a \
                     JOIN asset_grants g ON g.asset_id = a.id WHERE g.user_id = $1\
-            ) c WHERE id > $2 AND ($3 = '' OR workspace_id = $3) AND ($4 = '' OR project_id = $4) \
-            ORDER BY id LIMIT $5";
+            ) c WHERE id > $2 ORDER BY id LIMIT $3";
         let rows = sqlx::query(sql)
             .bind(user)
             .bind(after)
-            .bind(workspace)
-            .bind(project)
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
+        rows.iter().map(|row| text(row, "id")).collect()
+    }
+
+    /// [`Store::asset_candidates`] within a workspace and/or project. An
+    /// owner or member of the workspace reads the index (workspace_id, id)
+    /// from `after` and stops after `limit`; project members and grantees add
+    /// the assets of their relations. A page costs about `limit` rows, not
+    /// the size of the workspace.
+    async fn scoped_asset_candidates(
+        &self,
+        user: &str,
+        workspace: &str,
+        project: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        // $1 user, $2 after, $3 limit, $4 the workspace (else the project),
+        // $5 the project when both are given.
+        let (ws, filter) = match (workspace.is_empty(), project.is_empty()) {
+            (false, true) => ("$4", "a.workspace_id = $4"),
+            (true, _) => (
+                "(SELECT workspace_id FROM projects WHERE id = $4)",
+                "a.project_id = $4",
+            ),
+            (false, false) => ("$4", "a.workspace_id = $4 AND a.project_id = $5"),
+        };
+        let sql = format!(
+            "SELECT id FROM (\
+               SELECT id FROM (SELECT a.id AS id FROM assets a WHERE {filter} AND a.id > $2 \
+                   AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = {ws} AND w.owner_id = $1 \
+                       UNION ALL SELECT 1 FROM workspace_members m \
+                       WHERE m.workspace_id = {ws} AND m.user_id = $1) \
+                   ORDER BY a.id LIMIT $3) AS whole \
+               UNION SELECT a.id FROM project_members m JOIN assets a ON a.project_id = m.project_id \
+                   WHERE m.user_id = $1 AND {filter} AND a.id > $2 \
+               UNION SELECT a.id FROM asset_grants g JOIN assets a ON a.id = g.asset_id \
+                   WHERE g.user_id = $1 AND {filter} AND a.id > $2\
+             ) c ORDER BY id LIMIT $3"
+        );
+        let mut query =
+            sqlx::query(&sql)
+                .bind(user)
+                .bind(after)
+                .bind(limit)
+                .bind(if workspace.is_empty() {
+                    project
+                } else {
+                    workspace
+                });
+        if !workspace.is_empty() && !project.is_empty() {
+            query = query.bind(project);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
         rows.iter().map(|row| text(row, "id")).collect()
     }
 

@@ -258,6 +258,63 @@ both_backends!(
     searches_find_what_the_policies_allow_and_never_public_links
 );
 
+/// Searches within a workspace read the assets' workspace, which the
+/// database keeps: it follows new assets, assets moved to another project,
+/// and projects moved to another workspace; scopes by grant and project
+/// role still apply.
+async fn scoped_searches_follow_moves(db: Db) {
+    let app = app(db, None).await;
+    let in_w = |user: &'static str, scope: Value| {
+        let app = &app;
+        async move { resources(app, user, "read", "Asset", scope).await }
+    };
+    assert_eq!(
+        in_w("alice", json!({"workspace": "w"})).await,
+        ["a1", "a2", "a3", "a4", "a5", "pub"]
+    );
+    assert_eq!(in_w("erin", json!({"workspace": "w"})).await, ["a1"]);
+    assert_eq!(
+        in_w("dave", json!({"workspace": "w"})).await,
+        ["a1", "a2", "a3", "pub"]
+    );
+    assert_eq!(
+        in_w("dave", json!({"workspace": "w", "project": "p"})).await,
+        ["a1", "a2", "a3", "pub"]
+    );
+    assert!(in_w("dave", json!({"project": "q"})).await.is_empty());
+    // Project q moves to mallory's workspace; a3 moves to project pm; a new
+    // asset a6 is added to q.
+    app.import(&json!({
+        "projects": [{"id": "q", "workspace": "wm"}],
+        "assets": [{"id": "a3", "project": "pm"}, {"id": "a6", "project": "q"}]
+    }))
+    .await;
+    assert_eq!(
+        in_w("alice", json!({"workspace": "w"})).await,
+        ["a1", "a2", "pub"]
+    );
+    assert_eq!(
+        in_w("mallory", json!({"workspace": "wm"})).await,
+        ["a3", "a4", "a5", "a6", "m1"]
+    );
+    assert_eq!(
+        in_w("mallory", json!({"workspace": "wm", "project": "q"})).await,
+        ["a4", "a5", "a6"]
+    );
+    assert_eq!(
+        in_w("mallory", json!({"project": "pm"})).await,
+        ["a3", "m1"]
+    );
+    // Erin's grant on a1 is unchanged; dave lost a3 with its move.
+    assert_eq!(in_w("erin", json!({"workspace": "w"})).await, ["a1"]);
+    assert_eq!(
+        in_w("dave", json!({"workspace": "w"})).await,
+        ["a1", "a2", "pub"]
+    );
+}
+
+both_backends!(scoped, scoped_searches_follow_moves);
+
 /// Adding a policy changes what search finds, with no code change.
 #[tokio::test]
 async fn a_new_policy_changes_search_results_with_no_code_change() {
