@@ -98,6 +98,9 @@ pub const TABLES: &[&str] = &[
 /// How long a request waits for a database connection before answering 503.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A pooled connection idle for longer than this is pinged before use.
+const IDLE_PING: Duration = Duration::from_secs(1);
+
 /// The database: a connection pool and its backend. `Debug` never shows
 /// the URL (it may carry a password).
 #[derive(Clone)]
@@ -145,13 +148,22 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
-            // sqlx pings every idle connection before handing it out: one
-            // extra round trip per query. It already pings each connection
-            // when it is returned (and drops a broken one), so a connection
-            // is only found broken on acquire after the server went away
-            // while it sat idle; that request fails (503) and the
-            // connection is replaced.
+            // By default sqlx pings every idle connection before handing it
+            // out: one extra round trip per query. Connections that were in
+            // use a moment ago are known good (sqlx also checks each one
+            // when it is returned), so only one idle for longer than
+            // IDLE_PING is pinged; a broken one is dropped and another
+            // taken, so a database restart during a quiet spell costs no
+            // request.
             .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;

@@ -118,3 +118,56 @@ async fn database_outage_answers_503_deny_then_recovers() {
     let (status, _) = app.get("/readyz").await;
     assert_eq!(status, 200);
 }
+
+/// Connections broken while they sat idle in the pool (a database restart
+/// in a quiet spell) cost no request: each is pinged before use and
+/// replaced, so the first checks after it all answer.
+#[tokio::test]
+async fn connections_broken_while_idle_are_replaced_before_use() {
+    let pg = PgDatabase::create().await;
+    let admin = crate::common::postgres_admin_url();
+    let target = admin
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_string();
+    let proxy = Proxy::start(target).await;
+    let url = pg.url_via(&proxy.addr);
+    let app = spawn_with(Db::Postgres, Some(pg), Some(url)).await;
+    app.import(&json!({
+        "users": [{"id": "u", "kind": "registered"}],
+        "workspaces": [{"id": "w", "owner": "u"}],
+        "projects": [{"id": "p", "workspace": "w"}],
+        "assets": [{"id": "a", "project": "p"}]
+    }))
+    .await;
+    let request = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
+                         "resource": {"type": "Asset", "id": "a"},
+                         "consistency": {"fully_consistent": true}});
+    // Several connections in the pool, all idle afterwards.
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, url) = (app.client.clone(), format!("{}/v1/check", app.base));
+        let (key, body) = (app.admin_key.clone(), request.clone());
+        checks.spawn(async move {
+            let response = client.post(url).bearer_auth(key).json(&body).send().await;
+            response.map(|r| r.status().as_u16())
+        });
+    }
+    while let Some(status) = checks.join_next().await {
+        assert_eq!(status.expect("task").expect("request"), 200);
+    }
+    // Every connection is cut; the database is reachable again at once.
+    proxy.down().await;
+    proxy.up();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for i in 0..10 {
+        let (status, body) = app.post("/v1/check", &request).await;
+        assert_eq!(
+            (status, body["decision"].clone()),
+            (200, json!("allow")),
+            "check {i} after the cut: {body}"
+        );
+    }
+}
