@@ -143,6 +143,10 @@ pub async fn decide(
         Consistency::AtLeastAsFresh(revision) => revisions.seen() >= revision,
         Consistency::FullyConsistent => false,
     };
+    // A batch in which some request supplies entities is decided whole:
+    // a supplied entity that clashes with a stored one is refused naming
+    // its request's index, which only holds when nothing was left out.
+    let cached = cached && inputs.iter().all(|i| i.entities_json.is_none());
     let keys: Vec<Option<String>> = inputs
         .iter()
         .map(|i| decision_key(engine.version(), i))

@@ -225,8 +225,14 @@ impl DecisionInput {
             ));
         }
         // The Cedar context is built when the decision is evaluated
-        // (`cedar_context`), not here: a cached answer never needs it.
+        // (`cedar_context`): a cached answer never needs it. A context sent
+        // by the caller is checked here, so a bad one is refused naming
+        // this request's field, cached neighbours or not.
         let context_json = raw.context;
+        if !context_json.is_empty() {
+            Context::from_json_value(Value::Object(context_json.clone()), None)
+                .map_err(|e| input_error(format!("{path}context"), e.to_string()))?;
+        }
         let (supplied, entities_json) = match raw.entities {
             Some(values) if !values.is_empty() => (
                 supplied_entities(engine, values.clone(), &format!("{path}entities"))?,

@@ -481,6 +481,30 @@ async fn supplied_entities_add_but_never_replace(db: Db) {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "entities");
+    // In a batch whose other requests are cached answers, a refused request
+    // is still named by its own index.
+    let plain = json!({"principal": {"type": "User", "id": "w-editor"}, "action": "read",
+        "resource": {"type": "Asset", "id": "a-private"}});
+    let (status, _) = app.post("/v1/check", &plain).await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .post(
+            "/v1/check/batch",
+            &json!({"requests": [plain, plain, ask("b-editor", json!([fake]))]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "requests[2].entities", "{body}");
+    let mut bad_context = plain.clone();
+    bad_context["context"] = json!({"when": null});
+    let (status, body) = app
+        .post(
+            "/v1/check/batch",
+            &json!({"requests": [plain, bad_context]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "requests[1].context", "{body}");
 }
 both_backends!(supplied_entities, supplied_entities_add_but_never_replace);
 
