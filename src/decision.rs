@@ -102,6 +102,9 @@ pub struct DecisionInput {
     pub action: EntityUid,
     /// Resource uid.
     pub resource: EntityUid,
+    /// The Cedar context when the caller sent one (with `authn` added),
+    /// parsed once; without one it is built only when evaluated.
+    context: Option<Context>,
     supplied: Vec<Entity>,
     /// How the principal was established.
     pub authn: Authn,
@@ -224,15 +227,21 @@ impl DecisionInput {
                 "authn is set by Warden from how the principal authenticated; remove it",
             ));
         }
-        // The Cedar context is built when the decision is evaluated
-        // (`cedar_context`): a cached answer never needs it. A context sent
-        // by the caller is checked here, so a bad one is refused naming
-        // this request's field, cached neighbours or not.
+        // A context sent by the caller is parsed here, so a bad one is
+        // refused naming this request's field, cached neighbours or not.
+        // Without one, the Cedar context is built only when the decision is
+        // evaluated (`cedar_context`): a cached answer never needs it.
         let context_json = raw.context;
-        if !context_json.is_empty() {
-            Context::from_json_value(Value::Object(context_json.clone()), None)
-                .map_err(|e| input_error(format!("{path}context"), e.to_string()))?;
-        }
+        let context = if context_json.is_empty() {
+            None
+        } else {
+            let mut with_authn = context_json.clone();
+            with_authn.insert("authn".into(), Value::String(raw.authn.as_str().into()));
+            Some(
+                Context::from_json_value(Value::Object(with_authn), None)
+                    .map_err(|e| input_error(format!("{path}context"), e.to_string()))?,
+            )
+        };
         let (supplied, entities_json) = match raw.entities {
             Some(values) if !values.is_empty() => (
                 supplied_entities(engine, values.clone(), &format!("{path}entities"))?,
@@ -244,6 +253,7 @@ impl DecisionInput {
             principal,
             action,
             resource,
+            context,
             supplied,
             authn: raw.authn,
             context_json,
@@ -254,15 +264,11 @@ impl DecisionInput {
     /// The Cedar context: the caller's context plus `authn`; `field` names
     /// the context in errors.
     pub(crate) fn cedar_context(&self, field: &str) -> Result<Context, InputError> {
-        if self.context_json.is_empty() {
-            // Most checks send no context: skip the JSON round.
-            let authn = cedar_policy::RestrictedExpression::new_string(self.authn.as_str().into());
-            return Context::from_pairs([("authn".to_string(), authn)])
-                .map_err(|e| input_error(field, e.to_string()));
+        if let Some(context) = &self.context {
+            return Ok(context.clone());
         }
-        let mut context = self.context_json.clone();
-        context.insert("authn".into(), Value::String(self.authn.as_str().into()));
-        Context::from_json_value(Value::Object(context), None)
+        let authn = cedar_policy::RestrictedExpression::new_string(self.authn.as_str().into());
+        Context::from_pairs([("authn".to_string(), authn)])
             .map_err(|e| input_error(field, e.to_string()))
     }
 

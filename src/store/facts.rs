@@ -192,10 +192,9 @@ impl Store {
             .await?;
         let mut world = World::default();
         let column = |name: &str| opt_text(&row, name);
-        let user = column("u_id")?;
-        if let Some(user) = &user {
+        if let Some(user) = column("u_id")? {
             world.users.push(UserRecord {
-                id: id(user.clone())?,
+                id: id(user)?,
                 kind: parse(&required(column("u_kind")?, "user kind")?, "user kind")?,
                 email: None,
                 name: None,
@@ -227,7 +226,7 @@ impl Store {
                 visibility: parse(&required(column("w_vis")?, "visibility")?, "visibility")?,
             });
         }
-        let Some(user) = user else {
+        let Some(user) = world.users.first().map(|u| u.id.clone()) else {
             return Ok(world);
         };
         let scopes = [
@@ -241,7 +240,7 @@ impl Store {
         for (name, scope, on) in scopes {
             if let (Some(role), Some(on)) = (column(name)?, on) {
                 world.memberships.push(MembershipRecord {
-                    user: id(user.clone())?,
+                    user: user.clone(),
                     scope,
                     id: on.clone(),
                     role: parse(&role, "role")?,
@@ -250,7 +249,7 @@ impl Store {
         }
         if let (Some(permission), Some(asset)) = (column("g")?, world.assets.first()) {
             world.grants.push(GrantRecord {
-                user: id(user)?,
+                user,
                 asset: asset.id.clone(),
                 permission: parse(&permission, "permission")?,
             });

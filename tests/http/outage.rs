@@ -1,7 +1,7 @@
 //! Database outage: decisions answer 503 with a deny body while Postgres is
 //! unreachable, and work again once it is back, with no restart.
 
-use crate::common::{spawn_with, Db, PgDatabase};
+use crate::common::{spawn_with, Db, PgDatabase, TestApp};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,8 +54,9 @@ impl Proxy {
     }
 }
 
-#[tokio::test]
-async fn database_outage_answers_503_deny_then_recovers() {
+/// A server on a fresh Postgres database reached through a [`Proxy`], with
+/// user `u` owning asset `a` (in `p`, in `w`).
+async fn proxied_app() -> (Proxy, TestApp) {
     let pg = PgDatabase::create().await;
     let admin = crate::common::postgres_admin_url();
     let target = admin
@@ -74,6 +75,12 @@ async fn database_outage_answers_503_deny_then_recovers() {
         "assets": [{"id": "a", "project": "p"}]
     }))
     .await;
+    (proxy, app)
+}
+
+#[tokio::test]
+async fn database_outage_answers_503_deny_then_recovers() {
+    let (proxy, app) = proxied_app().await;
     let request = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
                          "resource": {"type": "Asset", "id": "a"}});
     let (status, body) = app.post("/v1/check", &request).await;
@@ -124,24 +131,7 @@ async fn database_outage_answers_503_deny_then_recovers() {
 /// replaced, so the first checks after it all answer.
 #[tokio::test]
 async fn connections_broken_while_idle_are_replaced_before_use() {
-    let pg = PgDatabase::create().await;
-    let admin = crate::common::postgres_admin_url();
-    let target = admin
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or("127.0.0.1:5432")
-        .to_string();
-    let proxy = Proxy::start(target).await;
-    let url = pg.url_via(&proxy.addr);
-    let app = spawn_with(Db::Postgres, Some(pg), Some(url)).await;
-    app.import(&json!({
-        "users": [{"id": "u", "kind": "registered"}],
-        "workspaces": [{"id": "w", "owner": "u"}],
-        "projects": [{"id": "p", "workspace": "w"}],
-        "assets": [{"id": "a", "project": "p"}]
-    }))
-    .await;
+    let (proxy, app) = proxied_app().await;
     let request = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
                          "resource": {"type": "Asset", "id": "a"},
                          "consistency": {"fully_consistent": true}});
