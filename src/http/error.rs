@@ -187,6 +187,7 @@ impl From<ManageError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
             ManageError::Gone(message) => ApiError::new(StatusCode::GONE, "gone", message),
+            ManageError::Refused(message) => ApiError::forbidden(message),
             ManageError::Store(e) => e.into(),
         }
     }

@@ -106,154 +106,172 @@ impl Store {
     /// resources with their ancestors, and the users' memberships and grants
     /// on those resources and ancestors.
     pub async fn load_facts(&self, keys: &FactKeys) -> Result<World, StoreError> {
-        let resources = keys.workspaces.len() + keys.projects.len() + keys.assets.len();
-        if keys.users.len() <= 1 && resources <= 1 {
-            return self.load_single(keys).await;
-        }
-        let lists = [&keys.users, &keys.workspaces, &keys.projects, &keys.assets];
-        let mut sizes = lists.map(|l| padded(l.len()));
-        if sizes.iter().sum::<usize>() > MAX_PARAMETERS {
-            // Padding must never push a large batch past the parameter limit.
-            sizes = lists.map(|l| l.len().max(1));
-        }
-        let statement = sql(sizes[0], sizes[1], sizes[2], sizes[3]);
-        let mut query = sqlx::query(&statement);
-        for (list, size) in lists.iter().zip(sizes) {
-            for value in list.iter() {
-                query = query.bind(value.as_str());
-            }
-            for _ in list.len()..size {
-                query = query.bind(None::<String>);
-            }
-        }
         self.count_fact_load();
-        let rows = query.fetch_all(self.pool()).await?;
-        let mut world = World::default();
-        for row in &rows {
-            let kind = text(row, "k")?;
-            let a = id(text(row, "a")?)?;
-            let b = required(opt_text(row, "b")?, "column")?;
-            let c = opt_text(row, "c")?;
-            let d = opt_text(row, "d")?;
-            match kind.as_str() {
-                "u" => world.users.push(UserRecord {
-                    id: a,
-                    kind: parse(&b, "user kind")?,
-                    email: None,
-                    name: None,
-                    merged_into: c.map(id).transpose()?,
-                }),
-                "w" => world.workspaces.push(WorkspaceRecord {
-                    id: a,
-                    owner: id(b)?,
-                    visibility: parse(&required(c, "visibility")?, "visibility")?,
-                }),
-                "p" => world.projects.push(ProjectRecord {
-                    id: a,
-                    workspace: id(b)?,
-                    visibility: parse(&required(c, "visibility")?, "visibility")?,
-                }),
-                "a" => world.assets.push(AssetRecord {
-                    id: a,
-                    project: id(b)?,
-                    visibility: parse(&required(c, "visibility")?, "visibility")?,
-                    public_access: parse(&required(d, "public access")?, "public access")?,
-                }),
-                "wm" | "pm" => world.memberships.push(MembershipRecord {
-                    user: a,
-                    scope: if kind == "wm" {
-                        Scope::Workspace
-                    } else {
-                        Scope::Project
-                    },
-                    id: id(b)?,
-                    role: parse(&required(c, "role")?, "role")?,
-                }),
-                "g" => world.grants.push(GrantRecord {
-                    user: a,
-                    asset: id(b)?,
-                    permission: parse(&required(c, "permission")?, "permission")?,
-                }),
-                other => return Err(StoreError::Query(format!("unexpected fact kind {other}"))),
-            }
-        }
-        Ok(world)
+        fetch_facts(self.pool(), keys).await
     }
+}
 
-    /// [`Store::load_facts`] for at most one user and one resource.
-    async fn load_single(&self, keys: &FactKeys) -> Result<World, StoreError> {
-        self.count_fact_load();
-        let row = sqlx::query(SINGLE)
-            .bind(first(&keys.users))
-            .bind(first(&keys.workspaces))
-            .bind(first(&keys.projects))
-            .bind(first(&keys.assets))
-            .fetch_one(self.pool())
-            .await?;
-        let mut world = World::default();
-        let column = |name: &str| opt_text(&row, name);
-        if let Some(user) = column("u_id")? {
-            world.users.push(UserRecord {
-                id: id(user)?,
-                kind: parse(&required(column("u_kind")?, "user kind")?, "user kind")?,
+impl super::Tx {
+    /// [`Store::load_facts`] inside this transaction: the facts as this
+    /// writer sees them, which no other writer can change before it ends.
+    pub async fn load_facts(&mut self, keys: &FactKeys) -> Result<World, StoreError> {
+        fetch_facts(self.conn(), keys).await
+    }
+}
+
+/// The statement of [`Store::load_facts`], on the pool or a transaction.
+async fn fetch_facts<'c, E>(executor: E, keys: &FactKeys) -> Result<World, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let resources = keys.workspaces.len() + keys.projects.len() + keys.assets.len();
+    if keys.users.len() <= 1 && resources <= 1 {
+        return fetch_single(executor, keys).await;
+    }
+    let lists = [&keys.users, &keys.workspaces, &keys.projects, &keys.assets];
+    let mut sizes = lists.map(|l| padded(l.len()));
+    if sizes.iter().sum::<usize>() > MAX_PARAMETERS {
+        // Padding must never push a large batch past the parameter limit.
+        sizes = lists.map(|l| l.len().max(1));
+    }
+    let statement = sql(sizes[0], sizes[1], sizes[2], sizes[3]);
+    let mut query = sqlx::query(&statement);
+    for (list, size) in lists.iter().zip(sizes) {
+        for value in list.iter() {
+            query = query.bind(value.as_str());
+        }
+        for _ in list.len()..size {
+            query = query.bind(None::<String>);
+        }
+    }
+    let rows = query.fetch_all(executor).await?;
+    let mut world = World::default();
+    for row in &rows {
+        let kind = text(row, "k")?;
+        let a = id(text(row, "a")?)?;
+        let b = required(opt_text(row, "b")?, "column")?;
+        let c = opt_text(row, "c")?;
+        let d = opt_text(row, "d")?;
+        match kind.as_str() {
+            "u" => world.users.push(UserRecord {
+                id: a,
+                kind: parse(&b, "user kind")?,
                 email: None,
                 name: None,
-                merged_into: column("u_merged")?.map(id).transpose()?,
-            });
+                merged_into: c.map(id).transpose()?,
+            }),
+            "w" => world.workspaces.push(WorkspaceRecord {
+                id: a,
+                owner: id(b)?,
+                visibility: parse(&required(c, "visibility")?, "visibility")?,
+            }),
+            "p" => world.projects.push(ProjectRecord {
+                id: a,
+                workspace: id(b)?,
+                visibility: parse(&required(c, "visibility")?, "visibility")?,
+            }),
+            "a" => world.assets.push(AssetRecord {
+                id: a,
+                project: id(b)?,
+                visibility: parse(&required(c, "visibility")?, "visibility")?,
+                public_access: parse(&required(d, "public access")?, "public access")?,
+            }),
+            "wm" | "pm" => world.memberships.push(MembershipRecord {
+                user: a,
+                scope: if kind == "wm" {
+                    Scope::Workspace
+                } else {
+                    Scope::Project
+                },
+                id: id(b)?,
+                role: parse(&required(c, "role")?, "role")?,
+            }),
+            "g" => world.grants.push(GrantRecord {
+                user: a,
+                asset: id(b)?,
+                permission: parse(&required(c, "permission")?, "permission")?,
+            }),
+            other => return Err(StoreError::Query(format!("unexpected fact kind {other}"))),
         }
-        if let Some(a) = column("a_id")? {
-            world.assets.push(AssetRecord {
-                id: id(a)?,
-                project: id(required(column("a_project")?, "project")?)?,
-                visibility: parse(&required(column("a_vis")?, "visibility")?, "visibility")?,
-                public_access: parse(
-                    &required(column("a_public")?, "public access")?,
-                    "public access",
-                )?,
-            });
-        }
-        if let Some(p) = column("p_id")? {
-            world.projects.push(ProjectRecord {
-                id: id(p)?,
-                workspace: id(required(column("p_workspace")?, "workspace")?)?,
-                visibility: parse(&required(column("p_vis")?, "visibility")?, "visibility")?,
-            });
-        }
-        if let Some(w) = column("w_id")? {
-            world.workspaces.push(WorkspaceRecord {
-                id: id(w)?,
-                owner: id(required(column("w_owner")?, "owner")?)?,
-                visibility: parse(&required(column("w_vis")?, "visibility")?, "visibility")?,
-            });
-        }
-        let Some(user) = world.users.first().map(|u| u.id.clone()) else {
-            return Ok(world);
-        };
-        let scopes = [
-            (
-                "wm",
-                Scope::Workspace,
-                world.workspaces.first().map(|w| &w.id),
-            ),
-            ("pm", Scope::Project, world.projects.first().map(|p| &p.id)),
-        ];
-        for (name, scope, on) in scopes {
-            if let (Some(role), Some(on)) = (column(name)?, on) {
-                world.memberships.push(MembershipRecord {
-                    user: user.clone(),
-                    scope,
-                    id: on.clone(),
-                    role: parse(&role, "role")?,
-                });
-            }
-        }
-        if let (Some(permission), Some(asset)) = (column("g")?, world.assets.first()) {
-            world.grants.push(GrantRecord {
-                user,
-                asset: asset.id.clone(),
-                permission: parse(&permission, "permission")?,
-            });
-        }
-        Ok(world)
     }
+    Ok(world)
+}
+
+/// [`fetch_facts`] for at most one user and one resource.
+async fn fetch_single<'c, E>(executor: E, keys: &FactKeys) -> Result<World, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let row = sqlx::query(SINGLE)
+        .bind(first(&keys.users))
+        .bind(first(&keys.workspaces))
+        .bind(first(&keys.projects))
+        .bind(first(&keys.assets))
+        .fetch_one(executor)
+        .await?;
+    let mut world = World::default();
+    let column = |name: &str| opt_text(&row, name);
+    if let Some(user) = column("u_id")? {
+        world.users.push(UserRecord {
+            id: id(user)?,
+            kind: parse(&required(column("u_kind")?, "user kind")?, "user kind")?,
+            email: None,
+            name: None,
+            merged_into: column("u_merged")?.map(id).transpose()?,
+        });
+    }
+    if let Some(a) = column("a_id")? {
+        world.assets.push(AssetRecord {
+            id: id(a)?,
+            project: id(required(column("a_project")?, "project")?)?,
+            visibility: parse(&required(column("a_vis")?, "visibility")?, "visibility")?,
+            public_access: parse(
+                &required(column("a_public")?, "public access")?,
+                "public access",
+            )?,
+        });
+    }
+    if let Some(p) = column("p_id")? {
+        world.projects.push(ProjectRecord {
+            id: id(p)?,
+            workspace: id(required(column("p_workspace")?, "workspace")?)?,
+            visibility: parse(&required(column("p_vis")?, "visibility")?, "visibility")?,
+        });
+    }
+    if let Some(w) = column("w_id")? {
+        world.workspaces.push(WorkspaceRecord {
+            id: id(w)?,
+            owner: id(required(column("w_owner")?, "owner")?)?,
+            visibility: parse(&required(column("w_vis")?, "visibility")?, "visibility")?,
+        });
+    }
+    let Some(user) = world.users.first().map(|u| u.id.clone()) else {
+        return Ok(world);
+    };
+    let scopes = [
+        (
+            "wm",
+            Scope::Workspace,
+            world.workspaces.first().map(|w| &w.id),
+        ),
+        ("pm", Scope::Project, world.projects.first().map(|p| &p.id)),
+    ];
+    for (name, scope, on) in scopes {
+        if let (Some(role), Some(on)) = (column(name)?, on) {
+            world.memberships.push(MembershipRecord {
+                user: user.clone(),
+                scope,
+                id: on.clone(),
+                role: parse(&role, "role")?,
+            });
+        }
+    }
+    if let (Some(permission), Some(asset)) = (column("g")?, world.assets.first()) {
+        world.grants.push(GrantRecord {
+            user,
+            asset: asset.id.clone(),
+            permission: parse(&permission, "permission")?,
+        });
+    }
+    Ok(world)
 }

@@ -2,21 +2,25 @@
 //! projects, assets, members, grants, invites, audit trails.
 //!
 //! Who may do what is decided before any of this runs (`http::manage` asks
-//! the policies); this module keeps the facts consistent. Every write is one
-//! transaction committed with exactly one audit event ([`super::Tx::commit`]),
-//! so a refused or failed change writes nothing. Writes that attach one
-//! thing to another re-read, inside the transaction, the workspace the
-//! authorization saw, and refuse with a conflict if it moved meanwhile.
+//! the policies), and asked again inside the write's transaction
+//! ([`Recheck`]): a role removed between the two refuses the write. This
+//! module keeps the facts consistent. Every write is one transaction
+//! committed with exactly one audit event ([`super::Tx::commit`]), so a
+//! refused or failed change writes nothing. Writes that attach one thing to
+//! another re-read, inside the transaction, the workspace the authorization
+//! saw, and refuse with a conflict if it moved meanwhile.
 
+use super::facts::FactKeys;
 use super::{id, now_millis, opt_text, parse, text, Store, StoreError, Tx};
 use crate::audit::{Actor, AuditEvent};
 use crate::domain::{
     AssetRecord, GrantRecord, Id, MembershipRecord, Permission, ProjectRecord, Role, Scope,
-    UserKind, WorkspaceRecord,
+    UserKind, WorkspaceRecord, World,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::Row;
+use std::sync::Arc;
 
 /// Why a management write did not happen. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,10 @@ pub enum ManageError {
     /// The invite expired, was revoked or was used.
     #[error("{0}")]
     Gone(String),
+    /// Asked again inside the write's transaction, the policies no longer
+    /// allow the change: the facts changed since it was authorized.
+    #[error("{0}")]
+    Refused(String),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,13 +74,27 @@ pub struct SubjectScope {
     pub asset: String,
 }
 
-/// Who asks and the request id, for audit events.
+/// The decisions that authorized a change, asked again inside its
+/// transaction. The first answer was given on facts read before the
+/// transaction; a role removed meanwhile must still stop the write.
+pub trait Recheck: Send + Sync + std::fmt::Debug {
+    /// The ids whose facts the decisions need.
+    fn keys(&self) -> FactKeys;
+    /// `Err(why)` when, over `world`, a decision no longer allows the change.
+    fn recheck(&self, world: &World) -> Result<(), String>;
+}
+
+/// Who asks and the request id, for audit events, and what authorized it.
 #[derive(Clone, Debug)]
 pub struct Change {
     /// The acting user.
     pub actor: Actor,
     /// The HTTP request.
     pub request_id: Option<String>,
+    /// The decisions that allowed the change, asked again once the write's
+    /// transaction holds the write lock; `None` for changes no policy
+    /// decides (none today come through here).
+    pub authorized: Option<Arc<dyn Recheck>>,
 }
 
 impl Change {
@@ -689,6 +711,23 @@ fn taken(e: ManageError, what: String) -> ManageError {
 }
 
 impl Store {
+    /// Begins the transaction of `change`. Once it holds the write lock
+    /// (Postgres: the revision row; SQLite: BEGIN IMMEDIATE), the decisions
+    /// that authorized the change are asked again over the facts read in
+    /// it, which no other writer can change before it commits; a change
+    /// they no longer allow is refused and nothing is written.
+    async fn begin_change(&self, change: &Change) -> Result<Tx, ManageError> {
+        let mut tx = self.begin().await?;
+        if let Some(authorized) = &change.authorized {
+            let keys = authorized.keys();
+            if !keys.is_empty() {
+                let world = tx.load_facts(&keys).await?;
+                authorized.recheck(&world).map_err(ManageError::Refused)?;
+            }
+        }
+        Ok(tx)
+    }
+
     /// Creates workspace `w` owned by its `owner`.
     pub async fn create_workspace(
         &self,
@@ -696,7 +735,7 @@ impl Store {
         change: &Change,
     ) -> Result<(), ManageError> {
         let now = now_millis();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         sqlx::query(
             "INSERT INTO workspaces (id, owner_id, visibility, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
         )
@@ -725,7 +764,7 @@ impl Store {
         change: &Change,
     ) -> Result<(), ManageError> {
         let now = now_millis();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         still_in(
             &mut tx,
             "Workspace",
@@ -762,7 +801,7 @@ impl Store {
         change: &Change,
     ) -> Result<(), ManageError> {
         let now = now_millis();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         still_in(&mut tx, "Project", a.project.as_str(), workspace).await?;
         sqlx::query(
             "INSERT INTO assets (id, project_id, visibility, public_access, created_at, updated_at) \
@@ -789,7 +828,7 @@ impl Store {
         after: &WorkspaceRecord,
         change: &Change,
     ) -> Result<(), ManageError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         if before.owner != after.owner {
             user_kind_in_tx(&mut tx, after.owner.as_str()).await?;
             sqlx::query(
@@ -843,7 +882,7 @@ impl Store {
         after: &ProjectRecord,
         change: &Change,
     ) -> Result<(), ManageError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         still_in(
             &mut tx,
             "Project",
@@ -889,7 +928,7 @@ impl Store {
         (from, to): (&str, &str),
         change: &Change,
     ) -> Result<(), ManageError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         still_in(&mut tx, "Asset", before.id.as_str(), from).await?;
         if before.project != after.project {
             still_in(&mut tx, "Project", after.project.as_str(), to).await?;
@@ -930,7 +969,7 @@ impl Store {
             "Project" => ("projects", "project", "project.delete"),
             _ => ("assets", "asset", "asset.delete"),
         };
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
             .bind(id)
             .execute(tx.conn())
@@ -950,7 +989,7 @@ impl Store {
         change: &Change,
     ) -> Result<Option<Role>, ManageError> {
         let (table, column) = scope_table(m.scope);
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         user_kind_in_tx(&mut tx, m.user.as_str()).await?;
         let before = member_role(&mut tx, m.scope, m.id.as_str(), m.user.as_str()).await?;
         sqlx::query(&format!(
@@ -985,7 +1024,7 @@ impl Store {
         change: &Change,
     ) -> Result<(), ManageError> {
         let (table, column) = scope_table(scope);
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         let Some(before) = member_role(&mut tx, scope, scope_id, user).await? else {
             return Err(ManageError::NotFound(format!(
                 "{user} is not a member of {scope} {scope_id}"
@@ -1015,7 +1054,7 @@ impl Store {
         g: &GrantRecord,
         change: &Change,
     ) -> Result<Option<Permission>, ManageError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         user_kind_in_tx(&mut tx, g.user.as_str()).await?;
         let before = grant_of(&mut tx, g.asset.as_str(), g.user.as_str()).await?;
         sqlx::query(
@@ -1047,7 +1086,7 @@ impl Store {
         user: &str,
         change: &Change,
     ) -> Result<(), ManageError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         let Some(before) = grant_of(&mut tx, asset, user).await? else {
             return Err(ManageError::NotFound(format!(
                 "{user} holds no grant on asset {asset}"
@@ -1080,7 +1119,7 @@ impl Store {
             Scope::Workspace => (Some(invite.scope_id.as_str()), None),
             Scope::Project => (None, Some(invite.scope_id.as_str())),
         };
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         sqlx::query(
             "INSERT INTO invites (id, token_hash, workspace_id, project_id, email, role, created_by, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -1113,7 +1152,7 @@ impl Store {
         let Some((scope, scope_id)) = self.invite_scope(invite).await? else {
             return Err(ManageError::NotFound(format!("no invite {invite}")));
         };
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         let now = now_millis();
         let revoked = sqlx::query(
             "UPDATE invites SET revoked_at = $1 WHERE id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
@@ -1147,7 +1186,7 @@ impl Store {
         user: &str,
         change: &Change,
     ) -> Result<Role, ManageError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_change(change).await?;
         let now = now_millis();
         let used = sqlx::query(
             "UPDATE invites SET accepted_at = $1, accepted_by = $2 \

@@ -291,7 +291,19 @@ impl Store {
     /// committed in between, instead of waiting its turn.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let inner = match self.backend {
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // Writers queue on the revision row from their first
+                // statement (the row every commit bumps), as SQLite's
+                // BEGIN IMMEDIATE does: what a transaction reads after this
+                // no other writer changes before it ends, so a decision
+                // made on it still holds at commit (`manage::Recheck`).
+                // One lock order for every writer: no deadlock on it.
+                sqlx::query("SELECT value FROM warden_revision WHERE id = 1 FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
         };
         Ok(Tx {

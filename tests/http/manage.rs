@@ -985,3 +985,112 @@ async fn without_the_create_permit_nobody_creates_workspaces() {
     assert_eq!(env.sizes().await, sizes);
     assert_eq!(env.audits().await, audits);
 }
+
+/// Holds the store's write lock on `conn` the way another writer does:
+/// Postgres, the revision row every writer takes first; SQLite, the
+/// database's one writer slot.
+async fn hold_write_lock(
+    db: Db,
+    conn: &mut sqlx::AnyConnection,
+) -> sqlx::Transaction<'_, sqlx::Any> {
+    use sqlx::Connection;
+    match db {
+        Db::Postgres => {
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("SELECT value FROM warden_revision WHERE id = 1 FOR UPDATE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx
+        }
+        Db::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await.unwrap(),
+    }
+}
+
+/// Returns once a Warden transaction waits for the write lock (Postgres:
+/// seen in pg_stat_activity; SQLite shows no waiters, so it gives the
+/// request half a second to get there).
+async fn until_a_writer_waits(db: Db, url: &str) {
+    if db == Db::Sqlite {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        return;
+    }
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    for _ in 0..500 {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no Warden transaction ever waited for the write lock");
+}
+
+async fn a_role_removed_while_a_change_waits_refuses_the_change(db: Db) {
+    let env = env(db).await;
+    let (alice, carol, _) = env.world().await;
+    let (status, body) = env
+        .as_(
+            &alice,
+            "PUT",
+            &format!("/v1/workspaces/w/members/{}", carol.id),
+            Some(&json!({"role": "editor"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let audits = env.audits().await;
+    let sizes = env.sizes().await;
+    // Another writer holds the write lock; carol, an editor, creates an
+    // asset: the policies allow it, and her write queues behind the lock.
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&env.app.database_url)
+        .await
+        .unwrap();
+    let mut writer = hold_write_lock(db, &mut conn).await;
+    let token = env.token(&carol);
+    let new_asset = json!({"id": "a2", "project": "p"});
+    let create = env.call(Some(&token), "POST", "/v1/assets", Some(&new_asset));
+    // Meanwhile the other writer removes her membership and commits.
+    let revoke = async {
+        until_a_writer_waits(db, &env.app.database_url).await;
+        sqlx::query("DELETE FROM workspace_members WHERE user_id = $1 AND workspace_id = 'w'")
+            .bind(&carol.id)
+            .execute(&mut *writer)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE warden_revision SET value = value + 1 WHERE id = 1")
+            .execute(&mut *writer)
+            .await
+            .unwrap();
+        writer.commit().await.unwrap();
+    };
+    let ((status, body), ()) = tokio::join!(create, revoke);
+    // Asked again inside her transaction, after the removal: refused.
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer"),
+        "refused by the re-check in the transaction, not before it: {body}"
+    );
+    assert!(env.app.state.store.asset("a2").await.unwrap().is_none());
+    assert_eq!(
+        env.audits().await,
+        audits,
+        "nothing written, not even audit"
+    );
+    let mut expected = sizes;
+    *expected.get_mut("workspace_members").unwrap() -= 1;
+    assert_eq!(env.sizes().await, expected);
+}
+
+both_backends!(
+    authorized_in_the_write,
+    a_role_removed_while_a_change_waits_refuses_the_change
+);

@@ -21,15 +21,19 @@ use super::error::ApiError;
 use super::extract::bearer;
 use super::AppState;
 use crate::audit::Actor;
+use crate::decision::decide_in_world;
 use crate::decision::{Authn, DecisionInput, EntityRef, RawDecision};
 use crate::domain::Id;
+use crate::domain::World;
 use crate::http::Routes;
-use crate::store::manage::Change;
+use crate::policy::PolicyEngine;
+use crate::store::facts::FactKeys;
+use crate::store::manage::{Change, Recheck};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The routes of the management API.
 pub fn router() -> Routes {
@@ -50,6 +54,69 @@ pub struct EndUser {
     token: String,
     /// The request id, for audit events.
     pub request_id: Option<String>,
+    /// The decisions [`authorize`] allowed for this request, asked again
+    /// inside the write's transaction.
+    authorized: Arc<Authorized>,
+}
+
+/// The allowed decisions of one request, with the policies that allowed
+/// them. The store asks them again ([`Recheck`]) over the facts read inside
+/// the write's transaction, so that a membership or grant removed between
+/// the authorization and the write refuses the write instead of letting it
+/// through on the old role.
+#[derive(Default)]
+struct Authorized {
+    decisions: Mutex<Vec<(Arc<PolicyEngine>, DecisionInput)>>,
+}
+
+impl std::fmt::Debug for Authorized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let asked: Vec<String> = self
+            .decisions()
+            .iter()
+            .map(|(_, i)| format!("{} {} {}", i.principal, i.action, i.resource))
+            .collect();
+        f.debug_struct("Authorized")
+            .field("decisions", &asked)
+            .finish()
+    }
+}
+
+impl Authorized {
+    fn decisions(&self) -> Vec<(Arc<PolicyEngine>, DecisionInput)> {
+        self.decisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Recheck for Authorized {
+    fn keys(&self) -> FactKeys {
+        let mut keys = FactKeys::default();
+        for (_, input) in self.decisions() {
+            input.collect_keys(&mut keys);
+        }
+        keys
+    }
+
+    fn recheck(&self, world: &World) -> Result<(), String> {
+        for (engine, input) in self.decisions() {
+            let verdicts = decide_in_world(&engine, world, std::slice::from_ref(&input), "")
+                .map_err(|e| format!("the change could not be authorized again: {e}"))?;
+            if !verdicts.iter().all(|v| v.allow) {
+                tracing::warn!(principal = %input.principal, action = %input.action,
+                    resource = %input.resource, reasons = ?verdicts.first().map(|v| &v.reasons),
+                    "management change refused: allowed when asked, no longer allowed at write time");
+                return Err(format!(
+                    "you may no longer {} {}: your access changed while this request ran; nothing was written",
+                    input.action.id().unescaped(),
+                    input.resource
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for EndUser {
@@ -68,6 +135,7 @@ impl EndUser {
         Change {
             actor: Actor::user(&self.user_id),
             request_id: self.request_id.clone(),
+            authorized: Some(self.authorized.clone()),
         }
     }
 }
@@ -95,6 +163,7 @@ impl FromRequestParts<Arc<AppState>> for EndUser {
             authn: principal.authn,
             token,
             request_id,
+            authorized: Arc::default(),
         })
     }
 }
@@ -145,6 +214,11 @@ pub async fn authorize(
         return Err(ApiError::forbidden("no decision was made; refused"));
     };
     if verdict.allow {
+        user.authorized
+            .decisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((engine, input));
         return Ok(());
     }
     if verdict
