@@ -87,7 +87,8 @@ pub struct ServeArgs {
     #[arg(long, env = "WARDEN_NO_WATCH")]
     pub no_watch: bool,
     /// Serve `GET /v1/bench/select` (API key with the check scope): the
-    /// benchmark floor, one indexed one-row SELECT. Off in production.
+    /// benchmark floor, one indexed one-row SELECT; and `GET
+    /// /v1/bench/facts`, the fact load of one check. Off in production.
     #[arg(long, env = "WARDEN_BENCH_ENDPOINTS")]
     pub bench_endpoints: bool,
     /// Identity settings.

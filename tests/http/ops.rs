@@ -15,8 +15,9 @@ async fn operations_routes_answer() {
     assert!(text.contains("warden_decisions_total"), "{text}");
 }
 
-/// The benchmark floor endpoint exists only with --bench-endpoints, and then
-/// like /v1/check: an API key whose scope allows `decide`.
+/// The benchmark endpoints (the floor, the fact load) exist only with
+/// --bench-endpoints, and then like /v1/check: an API key whose scope
+/// allows `decide`.
 #[tokio::test]
 async fn the_bench_endpoint_is_off_by_default_and_keyed_when_on() {
     let off = crate::common::spawn_app(crate::common::Db::Sqlite).await;
@@ -40,6 +41,18 @@ async fn the_bench_endpoint_is_off_by_default_and_keyed_when_on() {
     let admin_only = on.key_with_scopes(&["admin"]).await;
     let (status, _) = on
         .get_with(Some(&admin_only), "/v1/bench/select?asset=a")
+        .await;
+    assert_eq!(status, 403);
+    // The fact load of one check: the same key rules, the asset as loaded.
+    let (status, _) = off.get("/v1/bench/facts?user=o&asset=a").await;
+    assert_eq!(status, 404);
+    let (status, body) = on.get("/v1/bench/facts?user=o&asset=a").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["project"], "p");
+    let (status, _) = on.get_with(None, "/v1/bench/facts?user=o&asset=a").await;
+    assert_eq!(status, 401);
+    let (status, _) = on
+        .get_with(Some(&admin_only), "/v1/bench/facts?user=o&asset=a")
         .await;
     assert_eq!(status, 403);
 }
