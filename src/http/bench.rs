@@ -14,10 +14,10 @@ use super::extract::Allowed;
 use super::manage::Query;
 use super::openapi::KeyErrors;
 use super::{AppState, Routes};
+use crate::store::facts::FactKeys;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use crate::store::facts::FactKeys;
 use std::sync::Arc;
 use utoipa_axum::routes;
 

@@ -285,31 +285,42 @@ impl Store {
 
     /// Starts a write. Commit it with [`Tx::commit`], which writes the audit event.
     ///
-    /// On SQLite the transaction takes the write lock at once (`BEGIN
-    /// IMMEDIATE`): a transaction that read first and wrote later could
-    /// otherwise fail with "database is locked" when another writer
-    /// committed in between, instead of waiting its turn.
+    /// The first statement takes the write lock and the transaction's
+    /// revision: it bumps the one-row revision counter (and, on Postgres,
+    /// queues the `NOTIFY` announcing it, which Postgres delivers only if
+    /// and when the transaction commits). Writers queue on that row until
+    /// they commit or roll back, so revisions follow commit order, and what
+    /// a transaction reads after it no other writer changes before it ends:
+    /// a decision made on it still holds at commit (`manage::Recheck`).
+    /// Every writer takes this lock first, so it is never part of a
+    /// deadlock. On SQLite `BEGIN IMMEDIATE` takes the database's write lock
+    /// at once as well (a transaction that read first and wrote later could
+    /// otherwise fail with "database is locked" instead of waiting its turn).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let inner = match self.backend {
-            Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                // Writers queue on the revision row from their first
-                // statement (the row every commit bumps), as SQLite's
-                // BEGIN IMMEDIATE does: what a transaction reads after this
-                // no other writer changes before it ends, so a decision
-                // made on it still holds at commit (`manage::Recheck`).
-                // One lock order for every writer: no deadlock on it.
-                sqlx::query("SELECT value FROM warden_revision WHERE id = 1 FOR UPDATE")
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
+        use sqlx::Row;
+        let mut inner = match self.backend {
+            Backend::Postgres => self.pool.begin().await?,
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
         };
+        let bump = match self.backend {
+            // Lock, bump and notify in one round trip.
+            Backend::Postgres => sqlx::query(
+                "WITH r AS (UPDATE warden_revision SET value = value + 1 WHERE id = 1 RETURNING value) \
+                 SELECT r.value FROM r CROSS JOIN LATERAL pg_notify($1, r.value::text) AS n",
+            )
+            .bind(revision::CHANNEL),
+            Backend::Sqlite => {
+                sqlx::query("UPDATE warden_revision SET value = value + 1 WHERE id = 1 RETURNING value")
+            }
+        };
+        let row = bump.fetch_one(&mut *inner).await?;
+        let revision: i64 = row
+            .try_get("value")
+            .map_err(|e| StoreError::Query(e.to_string()))?;
         Ok(Tx {
             inner,
             revisions: self.revisions.clone(),
-            notify: self.backend == Backend::Postgres,
+            revision,
         })
     }
 
@@ -343,7 +354,8 @@ impl Store {
 pub struct Tx {
     inner: Transaction<'static, Any>,
     revisions: std::sync::Arc<revision::Revisions>,
-    notify: bool,
+    /// The revision this transaction commits as (taken by [`Store::begin`]).
+    revision: i64,
 }
 
 impl Tx {
@@ -352,29 +364,14 @@ impl Tx {
         &mut self.inner
     }
 
-    /// Writes `event`, bumps the store's revision, and commits, all or
-    /// nothing; then every cache of this process stops trusting what it
-    /// held, and (Postgres) every other replica is notified at commit.
+    /// Writes `event` and commits, all or nothing, as the revision taken
+    /// when the transaction began; then every cache of this process stops
+    /// trusting what it held, and (Postgres) every other replica is
+    /// notified at commit.
     pub async fn commit(mut self, event: AuditEvent) -> Result<(), StoreError> {
-        use sqlx::Row;
         self.audit(event).await?;
-        let row = sqlx::query(
-            "UPDATE warden_revision SET value = value + 1 WHERE id = 1 RETURNING value",
-        )
-        .fetch_one(&mut *self.inner)
-        .await?;
-        let revision: i64 = row
-            .try_get("value")
-            .map_err(|e| StoreError::Query(e.to_string()))?;
-        if self.notify {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(revision::CHANNEL)
-                .bind(revision.to_string())
-                .execute(&mut *self.inner)
-                .await?;
-        }
         self.inner.commit().await?;
-        self.revisions.observe(revision);
+        self.revisions.observe(self.revision);
         Ok(())
     }
 

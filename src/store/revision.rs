@@ -1,11 +1,12 @@
 //! Revisions: how a process learns that the facts changed, its own writes
 //! and every other replica's.
 //!
-//! Every commit bumps the one-row `warden_revision` counter in its own
-//! transaction ([`super::Tx::commit`]); the row lock orders writers, so
-//! revisions follow commit order. On Postgres the same transaction sends
-//! `NOTIFY warden_revision, '<n>'`, delivered to every listening replica at
-//! commit, in commit order. A poll of the counter backs that up (and is the
+//! Every write transaction bumps the one-row `warden_revision` counter as
+//! its first statement ([`super::Store::begin`]) and holds that row lock
+//! until it commits or rolls back, so writers queue on it and revisions
+//! follow commit order. On Postgres the same statement queues `NOTIFY
+//! warden_revision, '<n>'`, delivered to every listening replica at commit,
+//! in commit order (never for a transaction that rolls back). A poll of the counter backs that up (and is the
 //! only channel on SQLite, where replicas are processes sharing one file).
 //!
 //! A process keeps two numbers: `seen`, the highest revision whose changes
