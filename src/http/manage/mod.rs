@@ -83,11 +83,18 @@ impl std::fmt::Debug for Authorized {
 }
 
 impl Authorized {
-    fn decisions(&self) -> Vec<(Arc<PolicyEngine>, DecisionInput)> {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<PolicyEngine>, DecisionInput)>> {
         self.decisions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    }
+
+    fn decisions(&self) -> Vec<(Arc<PolicyEngine>, DecisionInput)> {
+        self.list().clone()
+    }
+
+    fn record(&self, engine: Arc<PolicyEngine>, input: DecisionInput) {
+        self.list().push((engine, input));
     }
 }
 
@@ -214,11 +221,7 @@ pub async fn authorize(
         return Err(ApiError::forbidden("no decision was made; refused"));
     };
     if verdict.allow {
-        user.authorized
-            .decisions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((engine, input));
+        user.authorized.record(engine, input);
         return Ok(());
     }
     if verdict
