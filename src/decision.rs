@@ -267,9 +267,7 @@ impl DecisionInput {
         if let Some(context) = &self.context {
             return Ok(context.clone());
         }
-        let authn = cedar_policy::RestrictedExpression::new_string(self.authn.as_str().into());
-        Context::from_pairs([("authn".to_string(), authn)])
-            .map_err(|e| input_error(field, e.to_string()))
+        authn_context(self.authn).map_err(|e| input_error(field, e))
     }
 
     /// Adds the ids whose facts this decision needs to `keys`.
@@ -302,6 +300,25 @@ impl DecisionInput {
             parents.iter().for_each(&mut add);
         }
     }
+}
+
+/// The context of a request that sent none: `{authn}` alone, built once
+/// per kind of authentication (a clone shares it) instead of per decision.
+fn authn_context(authn: Authn) -> Result<Context, String> {
+    fn build(authn: Authn) -> Result<Context, String> {
+        let value = cedar_policy::RestrictedExpression::new_string(authn.as_str().into());
+        Context::from_pairs([("authn".to_string(), value)]).map_err(|e| e.to_string())
+    }
+    static CONTEXTS: std::sync::LazyLock<[Result<Context, String>; 3]> =
+        std::sync::LazyLock::new(|| {
+            [Authn::App, Authn::AnonymousToken, Authn::OidcToken].map(build)
+        });
+    let index = match authn {
+        Authn::App => 0,
+        Authn::AnonymousToken => 1,
+        Authn::OidcToken => 2,
+    };
+    CONTEXTS.get(index).cloned().unwrap_or_else(|| build(authn))
 }
 
 /// Why a batch could not be decided at all.
