@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// Seconds before a request is abandoned (answered 503, deny).
     #[arg(long, env = "WARDEN_REQUEST_TIMEOUT", default_value_t = 10)]
     pub request_timeout: u64,
+    /// Milliseconds a write waits for the write lock (held by another
+    /// write, such as a large import) before it gives up with 503
+    /// `write_busy`, having written nothing.
+    #[arg(long, env = "WARDEN_WRITE_LOCK_TIMEOUT_MS", default_value_t = 3_000)]
+    pub write_lock_timeout_ms: u64,
     /// Log format.
     #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -194,6 +199,8 @@ pub struct Settings {
     pub demo: bool,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// How long a write waits for the write lock.
+    pub write_lock_timeout: Duration,
     /// `aud` of anonymous tokens.
     pub anonymous_audience: String,
     /// Lifetime of anonymous tokens.
@@ -232,6 +239,7 @@ impl Settings {
             public_url: None,
             demo: false,
             request_timeout: Duration::from_secs(10),
+            write_lock_timeout: crate::store::WRITE_LOCK_TIMEOUT,
             anonymous_audience: "convex".into(),
             anonymous_token_ttl: Duration::from_secs(30 * 24 * 3600),
             oidc: None,
@@ -257,6 +265,7 @@ impl From<&ServeArgs> for Settings {
             public_url: args.public_url.clone(),
             demo: args.demo,
             request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+            write_lock_timeout: Duration::from_millis(args.write_lock_timeout_ms.max(1)),
             anonymous_audience: args.identity.anonymous_audience.clone(),
             anonymous_token_ttl: Duration::from_secs(args.identity.anonymous_token_ttl.max(60)),
             oidc: args.identity.oidc(),

@@ -255,6 +255,24 @@ pub fn build(world: &World) -> Result<Vec<Entity>, BuildError> {
     Ok(out)
 }
 
+/// Whether `world` holds the stored record `uid` names (a user, workspace,
+/// project or asset; any other type is never stored).
+pub fn stored(world: &World, uid: &EntityUid) -> bool {
+    let id = uid.id().unescaped();
+    let ty = uid.type_name();
+    if *ty == TYPES.user {
+        world.users.iter().any(|r| r.id.as_str() == id)
+    } else if *ty == TYPES.workspace {
+        world.workspaces.iter().any(|r| r.id.as_str() == id)
+    } else if *ty == TYPES.project {
+        world.projects.iter().any(|r| r.id.as_str() == id)
+    } else if *ty == TYPES.asset {
+        world.assets.iter().any(|r| r.id.as_str() == id)
+    } else {
+        false
+    }
+}
+
 /// The entity of an API key with its scopes.
 pub fn api_key_entity(id: &str, scopes: &[String]) -> Result<Entity, BuildError> {
     let scopes = RestrictedExpression::new_set(scopes.iter().map(|s| string(s)));

@@ -62,11 +62,21 @@ pub struct Application {
 
 /// Opens and migrates the database at `url`.
 pub async fn open_store(url: &str) -> Result<Store, StartError> {
+    open_store_with(url, crate::store::WRITE_LOCK_TIMEOUT).await
+}
+
+/// [`open_store`] with a chosen bound on write-lock waits.
+pub async fn open_store_with(
+    url: &str,
+    write_lock_timeout: std::time::Duration,
+) -> Result<Store, StartError> {
     let wrap = |source| StartError::Database {
         url: redact_url(url),
         source,
     };
-    let store = Store::connect(url).await.map_err(wrap)?;
+    let store = Store::connect_with(url, write_lock_timeout)
+        .await
+        .map_err(wrap)?;
     store.migrate().await.map_err(wrap)?;
     Ok(store)
 }
@@ -240,7 +250,7 @@ impl Application {
             what: format!("create the data folder {}", settings.data_dir.display()),
             source,
         })?;
-        let store = open_store(&settings.database_url).await?;
+        let store = open_store_with(&settings.database_url, settings.write_lock_timeout).await?;
         tracing::info!(database = %redact_url(&settings.database_url), "database ready");
         let admin_key_file =
             bootstrap_admin_key(&store, &settings.data_dir, &settings.database_url).await?;

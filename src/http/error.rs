@@ -167,6 +167,15 @@ impl From<StoreError> for ApiError {
                     "the change conflicts with stored data (a referenced record is missing or a value is taken)",
                 )
             }
+            StoreError::Busy(cause) => {
+                tracing::warn!(%cause, "a write gave up waiting for the write lock");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "write_busy",
+                    "another write (such as a large import) held the write lock for longer than this server waits (--write-lock-timeout-ms); nothing was written, retry shortly",
+                )
+                .with_header(axum::http::header::RETRY_AFTER, "1")
+            }
             StoreError::Query(cause) => {
                 tracing::error!(%cause, "database query failed");
                 ApiError::new(

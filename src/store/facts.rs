@@ -115,6 +115,7 @@ impl super::Tx {
     /// [`Store::load_facts`] inside this transaction: the facts as this
     /// writer sees them, which no other writer can change before it ends.
     pub async fn load_facts(&mut self, keys: &FactKeys) -> Result<World, StoreError> {
+        super::count_fact_load(&self.fact_loads);
         fetch_facts(self.conn(), keys).await
     }
 }

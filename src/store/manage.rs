@@ -80,8 +80,10 @@ pub struct SubjectScope {
 pub trait Recheck: Send + Sync + std::fmt::Debug {
     /// The ids whose facts the decisions need.
     fn keys(&self) -> FactKeys;
-    /// `Err(why)` when, over `world`, a decision no longer allows the change.
-    fn recheck(&self, world: &World) -> Result<(), String>;
+    /// An error when, over `world`, a decision no longer allows the change:
+    /// [`ManageError::Refused`], or [`ManageError::NotFound`] when its
+    /// resource was deleted meanwhile.
+    fn recheck(&self, world: &World) -> Result<(), ManageError>;
 }
 
 /// Who asks and the request id, for audit events, and what authorized it.
@@ -722,7 +724,7 @@ impl Store {
             let keys = authorized.keys();
             if !keys.is_empty() {
                 let world = tx.load_facts(&keys).await?;
-                authorized.recheck(&world).map_err(ManageError::Refused)?;
+                authorized.recheck(&world)?;
             }
         }
         Ok(tx)

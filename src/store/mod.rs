@@ -47,7 +47,16 @@ pub enum StoreError {
     /// The database refused a change because of a constraint.
     #[error("the change conflicts with stored data: {0}")]
     Conflict(String),
+    /// A write waited for the write lock longer than the configured bound
+    /// (another write, such as a large import, held it); nothing was written.
+    #[error("the write lock stayed busy: {0}")]
+    Busy(String),
 }
+
+/// SQLSTATE / SQLite result codes of a lock wait that gave up: Postgres
+/// `lock_not_available` (55P03, raised by `lock_timeout`), SQLite
+/// `SQLITE_BUSY` and `SQLITE_LOCKED` with their extended codes.
+const BUSY_CODES: &[&str] = &["55P03", "5", "261", "517", "773", "6", "262"];
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
@@ -63,6 +72,8 @@ impl From<sqlx::Error> for StoreError {
                 // 08xxx: connection exceptions; 57P0x: server shutting down.
                 if code.starts_with("08") || code.starts_with("57P0") {
                     StoreError::Unavailable(db.message().to_string())
+                } else if BUSY_CODES.contains(&code.as_str()) {
+                    StoreError::Busy(db.message().to_string())
                 } else if db.is_unique_violation()
                     || db.is_foreign_key_violation()
                     || db.is_check_violation()
@@ -98,6 +109,10 @@ pub const TABLES: &[&str] = &[
 /// How long a request waits for a database connection before answering 503.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a write waits for the write lock by default (`serve
+/// --write-lock-timeout-ms`) before it gives up with [`StoreError::Busy`].
+pub const WRITE_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A pooled connection idle for longer than this is pinged before use.
 const IDLE_PING: Duration = Duration::from_secs(1);
 
@@ -130,8 +145,19 @@ pub fn sqlite_url(data_dir: &Path) -> String {
 }
 
 impl Store {
-    /// Connects to `url` (`postgres://...` or `sqlite://...`).
+    /// Connects to `url` (`postgres://...` or `sqlite://...`) with the
+    /// default write-lock wait ([`WRITE_LOCK_TIMEOUT`]).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, WRITE_LOCK_TIMEOUT).await
+    }
+
+    /// Connects to `url`; a write waits at most `write_lock_timeout` for
+    /// the write lock (and any other lock), then fails with
+    /// [`StoreError::Busy`] having written nothing. Without the bound a
+    /// long import would hold every waiting writer, and the pool
+    /// connections they sit on, for as long as it runs, until checks too
+    /// found no free connection.
+    pub async fn connect_with(url: &str, write_lock_timeout: Duration) -> Result<Self, StoreError> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
@@ -164,6 +190,20 @@ impl Store {
                     Ok(true)
                 })
             })
+            .after_connect(move |conn, _| {
+                let millis = write_lock_timeout.as_millis().max(1);
+                Box::pin(async move {
+                    // Postgres: `lock_timeout` bounds every lock wait of the
+                    // session (the write lock above all). SQLite: the busy
+                    // timeout bounds the wait for the database write lock.
+                    let statement = match conn.backend_name() {
+                        "PostgreSQL" => format!("SET lock_timeout = {millis}"),
+                        _ => format!("PRAGMA busy_timeout = {millis}"),
+                    };
+                    sqlx::Executor::execute(&mut *conn, statement.as_str()).await?;
+                    Ok(())
+                })
+            })
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;
@@ -184,10 +224,19 @@ impl Store {
 
     /// Applies every pending migration of this backend.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        // On a connection of its own with no lock wait bound: a replica
+        // starting beside another waits for that one's migrations (they
+        // hold sqlx's migration lock) however long they take. The
+        // connection is closed afterwards rather than returned unbounded.
+        let mut conn = self.pool.acquire().await?.detach();
+        if self.backend == Backend::Postgres {
+            sqlx::Executor::execute(&mut conn, "SET lock_timeout = 0").await?;
+        }
         let result = match self.backend {
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await,
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&mut conn).await,
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&mut conn).await,
         };
+        let _ = sqlx::Connection::close(conn).await;
         result.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => StoreError::from(e),
             other => StoreError::Query(format!("migration failed: {other}")),
@@ -206,9 +255,7 @@ impl Store {
     }
 
     pub(crate) fn count_fact_load(&self) {
-        self.fact_loads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics::counter!("warden_fact_loads_total").increment(1);
+        count_fact_load(&self.fact_loads);
     }
 
     /// Number of audit events stored (all targets).
@@ -321,6 +368,7 @@ impl Store {
             inner,
             revisions: self.revisions.clone(),
             revision,
+            fact_loads: self.fact_loads.clone(),
         })
     }
 
@@ -349,6 +397,12 @@ impl Store {
     }
 }
 
+/// Counts one fact load (decision round trip), on the pool or in a write.
+fn count_fact_load(loads: &std::sync::atomic::AtomicU64) {
+    loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("warden_fact_loads_total").increment(1);
+}
+
 /// A write transaction. Dropping it rolls back; the only way to commit is
 /// [`Tx::commit`], which writes the change's audit event first.
 pub struct Tx {
@@ -356,6 +410,7 @@ pub struct Tx {
     revisions: std::sync::Arc<revision::Revisions>,
     /// The revision this transaction commits as (taken by [`Store::begin`]).
     revision: i64,
+    fact_loads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Tx {

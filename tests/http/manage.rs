@@ -1090,7 +1090,144 @@ async fn a_role_removed_while_a_change_waits_refuses_the_change(db: Db) {
     assert_eq!(env.sizes().await, expected);
 }
 
+/// An asset deleted while a change to it waits for the write lock: the
+/// change answers 404 (not a 403 about access), writes nothing, and the
+/// second decision is in the decision log beside the first.
+async fn an_asset_deleted_while_a_change_waits_answers_404(db: Db) {
+    let idp = FakeIdp::start().await;
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("decisions.jsonl");
+    let log_path = log.clone();
+    let app = spawn_configured(db, None, None, |s| {
+        idp.configure(s);
+        s.decision_log = Some(log_path);
+    })
+    .await;
+    let env = Env { app, idp };
+    let (alice, _, _) = env.world().await;
+    let audits = env.audits().await;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&env.app.database_url)
+        .await
+        .unwrap();
+    let mut writer = hold_write_lock(db, &mut conn).await;
+    let token = env.token(&alice);
+    let share = json!({"visibility": "public"});
+    let change = env.call(Some(&token), "PATCH", "/v1/assets/a", Some(&share));
+    let delete = async {
+        until_a_writer_waits(db, &env.app.database_url).await;
+        for statement in [
+            "DELETE FROM asset_grants WHERE asset_id = 'a'",
+            "DELETE FROM assets WHERE id = 'a'",
+            "UPDATE warden_revision SET value = value + 1 WHERE id = 1",
+        ] {
+            sqlx::query(statement).execute(&mut *writer).await.unwrap();
+        }
+        writer.commit().await.unwrap();
+    };
+    let ((status, body), ()) = tokio::join!(change, delete);
+    assert_eq!(status, 404, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no longer exists"), "{body}");
+    assert_eq!(
+        env.audits().await,
+        audits,
+        "nothing written, not even audit"
+    );
+    // Both answers to `share` on the asset are logged: allow when asked,
+    // deny inside the transaction.
+    let mut shares = Vec::new();
+    for _ in 0..100 {
+        shares = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|l| l["action"] == "share" && l["resource"]["id"] == "a")
+            .map(|l| l["decision"].as_str().unwrap().to_string())
+            .collect();
+        if shares.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(shares, ["allow", "deny"]);
+}
+
+/// A write that finds the write lock held (by another writer such as a
+/// long import) waits only as long as configured, then answers 503
+/// `write_busy` with nothing written; reads are served meanwhile, and the
+/// same write succeeds once the lock is free.
+async fn a_write_waits_for_the_write_lock_only_as_long_as_configured(db: Db) {
+    let idp = FakeIdp::start().await;
+    let app = spawn_configured(db, None, None, |s| {
+        idp.configure(s);
+        s.write_lock_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let env = Env { app, idp };
+    let (alice, _, _) = env.world().await;
+    let audits = env.audits().await;
+    let sizes = env.sizes().await;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&env.app.database_url)
+        .await
+        .unwrap();
+    let writer = hold_write_lock(db, &mut conn).await;
+    let new_asset = json!({"id": "a2", "project": "p"});
+    let started = std::time::Instant::now();
+    let response = env
+        .app
+        .client
+        .post(format!("{}/v1/assets", env.app.base))
+        .bearer_auth(env.token(&alice))
+        .json(&new_asset)
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "write_busy", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was written"),
+        "{body}"
+    );
+    assert_eq!(retry_after.unwrap(), "1");
+    // Gave up at its own bound, not at the 10 s request timeout.
+    assert!(
+        waited < std::time::Duration::from_secs(8),
+        "waited {waited:?}"
+    );
+    // The waiting write held no lock of its own: checks are answered.
+    assert_eq!(
+        env.app.decide(&alice.id, "read", "Asset", "a").await,
+        "allow"
+    );
+    assert_eq!(
+        env.audits().await,
+        audits,
+        "nothing written, not even audit"
+    );
+    assert_eq!(env.sizes().await, sizes);
+    writer.rollback().await.unwrap();
+    let (status, body) = env
+        .as_(&alice, "POST", "/v1/assets", Some(&new_asset))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 both_backends!(
     authorized_in_the_write,
     a_role_removed_while_a_change_waits_refuses_the_change
+);
+both_backends!(
+    deleted_while_waiting,
+    an_asset_deleted_while_a_change_waits_answers_404
+);
+both_backends!(
+    write_lock_wait_is_bounded,
+    a_write_waits_for_the_write_lock_only_as_long_as_configured
 );

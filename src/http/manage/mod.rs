@@ -16,7 +16,7 @@
 pub mod resources;
 pub mod sharing;
 
-use super::check::decide_logged;
+use super::check::{decide_logged, log_decision};
 use super::error::ApiError;
 use super::extract::bearer;
 use super::AppState;
@@ -26,9 +26,9 @@ use crate::decision::{Authn, DecisionInput, EntityRef, RawDecision};
 use crate::domain::Id;
 use crate::domain::World;
 use crate::http::Routes;
-use crate::policy::PolicyEngine;
+use crate::policy::{PolicyEngine, Verdict};
 use crate::store::facts::FactKeys;
-use crate::store::manage::{Change, Recheck};
+use crate::store::manage::{Change, ManageError, Recheck};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::Deserialize;
@@ -64,9 +64,10 @@ pub struct EndUser {
 /// the write's transaction, so that a membership or grant removed between
 /// the authorization and the write refuses the write instead of letting it
 /// through on the old role.
-#[derive(Default)]
 struct Authorized {
     decisions: Mutex<Vec<(Arc<PolicyEngine>, DecisionInput)>>,
+    /// Where the second answers are logged, like the first.
+    state: Arc<AppState>,
 }
 
 impl std::fmt::Debug for Authorized {
@@ -83,6 +84,13 @@ impl std::fmt::Debug for Authorized {
 }
 
 impl Authorized {
+    fn new(state: Arc<AppState>) -> Self {
+        Authorized {
+            decisions: Mutex::default(),
+            state,
+        }
+    }
+
     fn list(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<PolicyEngine>, DecisionInput)>> {
         self.decisions
             .lock()
@@ -107,20 +115,42 @@ impl Recheck for Authorized {
         keys
     }
 
-    fn recheck(&self, world: &World) -> Result<(), String> {
+    fn recheck(&self, world: &World) -> Result<(), ManageError> {
         for (engine, input) in self.decisions() {
-            let verdicts = decide_in_world(&engine, world, std::slice::from_ref(&input), "")
-                .map_err(|e| format!("the change could not be authorized again: {e}"))?;
-            if !verdicts.iter().all(|v| v.allow) {
-                tracing::warn!(principal = %input.principal, action = %input.action,
-                    resource = %input.resource, reasons = ?verdicts.first().map(|v| &v.reasons),
-                    "management change refused: allowed when asked, no longer allowed at write time");
-                return Err(format!(
-                    "you may no longer {} {}: your access changed while this request ran; nothing was written",
-                    input.action.id().unescaped(),
-                    input.resource
-                ));
+            let started = std::time::Instant::now();
+            let verdict = decide_in_world(&engine, world, std::slice::from_ref(&input), "")
+                .map_err(|e| {
+                    ManageError::Refused(format!("the change could not be authorized again: {e}"))
+                })?
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Verdict::deny_because("no verdict for the request"));
+            // The second answer is a decision like the first: logged and counted.
+            log_decision(
+                &self.state,
+                &input,
+                &verdict,
+                started.elapsed().as_micros(),
+                engine.version(),
+                false,
+            );
+            if verdict.allow {
+                continue;
             }
+            if !crate::entities::stored(world, &input.resource) {
+                return Err(ManageError::NotFound(format!(
+                    "{} no longer exists: it was deleted while this request ran; nothing was written",
+                    input.resource
+                )));
+            }
+            tracing::warn!(principal = %input.principal, action = %input.action,
+                resource = %input.resource, reasons = ?verdict.reasons,
+                "management change refused: allowed when asked, no longer allowed at write time");
+            return Err(ManageError::Refused(format!(
+                "you may no longer {} {}: your access changed while this request ran; nothing was written",
+                input.action.id().unescaped(),
+                input.resource
+            )));
         }
         Ok(())
     }
@@ -170,7 +200,7 @@ impl FromRequestParts<Arc<AppState>> for EndUser {
             authn: principal.authn,
             token,
             request_id,
-            authorized: Arc::default(),
+            authorized: Arc::new(Authorized::new(state.clone())),
         })
     }
 }
