@@ -103,25 +103,44 @@ impl Caches {
     }
 }
 
+/// `uid` as `Type\u{1}id` (types and ids hold no control characters, so
+/// the separator is unambiguous), without Cedar's quoting and escaping.
+fn push_uid(key: &mut String, uid: &cedar_policy::EntityUid) {
+    key.push_str(uid.type_name().basename());
+    key.push('\u{1}');
+    key.push_str(uid.id().unescaped());
+}
+
 fn decision_key(version: &str, input: &DecisionInput) -> Option<String> {
     if input.entities_json.is_some() {
         return None;
     }
-    let context = serde_json::to_string(&input.context_json).ok()?;
-    Some(format!(
-        "{version}\u{1}{}\u{1}{}\u{1}{}\u{1}{}\u{1}{context}",
-        input.authn.as_str(),
-        input.principal,
-        input.action,
-        input.resource
-    ))
+    let mut key = String::with_capacity(version.len() + 96);
+    key.push_str(version);
+    key.push('\u{1}');
+    key.push_str(input.authn.as_str());
+    key.push('\u{1}');
+    push_uid(&mut key, &input.principal);
+    key.push('\u{1}');
+    key.push_str(input.action.id().unescaped());
+    key.push('\u{1}');
+    push_uid(&mut key, &input.resource);
+    if !input.context_json.is_empty() {
+        // JSON escapes control characters: the separator stays unambiguous.
+        key.push('\u{1}');
+        key.push_str(&serde_json::to_string(&input.context_json).ok()?);
+    }
+    Some(key)
 }
 
 fn slice_key(input: &DecisionInput) -> Option<String> {
-    input
-        .entities_json
-        .is_none()
-        .then(|| format!("{}\u{1}{}", input.principal, input.resource))
+    input.entities_json.is_none().then(|| {
+        let mut key = String::with_capacity(64);
+        push_uid(&mut key, &input.principal);
+        key.push('\u{1}');
+        push_uid(&mut key, &input.resource);
+        key
+    })
 }
 
 /// Decides `inputs` honouring `consistency`: from the caches where allowed,

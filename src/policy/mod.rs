@@ -493,7 +493,16 @@ impl PolicyEngine {
     pub fn authorize_api_key(&self, key_id: &str, scopes: &[String], action: &str) -> Verdict {
         // The key's entity is its id and scopes; the answer is asked once
         // per policy set (a reload builds a new engine, so a new cache).
-        let cache_key = serde_json::json!(["key", key_id, scopes, action]).to_string();
+        // Every part length-prefixed: unambiguous whatever the text holds.
+        let mut cache_key = String::with_capacity(64);
+        for part in [key_id, action]
+            .into_iter()
+            .chain(scopes.iter().map(String::as_str))
+        {
+            cache_key.push_str(&part.len().to_string());
+            cache_key.push(':');
+            cache_key.push_str(part);
+        }
         if let Some(verdict) = self.routes.get(&cache_key) {
             return verdict;
         }
