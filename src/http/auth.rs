@@ -230,9 +230,19 @@ async fn anonymous(
         }
     };
     let expires_at = rfc3339(token.expires_at);
+    // The mint and the refresh are writes: like every write they answer
+    // with a revision token, so the app's next check can ask for facts at
+    // least this fresh on any replica (the new user's workspace included).
+    let revision = state.store.revisions().seen().to_string();
     Ok((
         status,
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CACHE_CONTROL, "no-store".to_string()),
+            (
+                header::HeaderName::from_static(super::REVISION_HEADER),
+                revision,
+            ),
+        ],
         Json(TokenResponse {
             token: token.token,
             user_id: user,

@@ -194,3 +194,65 @@ async fn consistency_requests_are_checked(db: Db) {
 }
 
 both_backends!(consistency_errors, consistency_requests_are_checked);
+
+/// The anonymous mint and refresh are writes: they answer with a revision
+/// token, which another replica honours for the new user's first check.
+async fn anonymous_mint_and_refresh_answer_with_a_revision(db: Db) {
+    let (a, b, _dir) = two_servers(db).await;
+    let resp = a
+        .client
+        .post(format!("{}/api/auth/anonymous", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let minted: i64 = resp.headers()["warden-revision"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    let user = body["user_id"].as_str().unwrap().to_string();
+    let token = body["token"].as_str().unwrap().to_string();
+    assert!(minted >= 1, "the mint wrote the user: {minted}");
+    let world = a.state.store.export().await.expect("export");
+    let workspace = world
+        .workspaces
+        .iter()
+        .find(|w| w.owner.as_str() == user)
+        .expect("own workspace")
+        .id
+        .to_string();
+    // B, handed A's revision, decides over the new user and its workspace
+    // (named by the app: B's own issuer differs from A's in this test).
+    let (status, answer) = b
+        .post(
+            "/v1/check",
+            &json!({"principal": {"type": "User", "id": user}, "action": "read",
+                    "resource": {"type": "Workspace", "id": workspace},
+                    "consistency": {"at_least_as_fresh": minted.to_string()}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    // A refresh rotates the token in the store: a later revision.
+    let resp = a
+        .client
+        .post(format!("{}/api/auth/anonymous", a.base))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let refreshed: i64 = resp.headers()["warden-revision"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(refreshed > minted, "{refreshed} after {minted}");
+}
+
+both_backends!(
+    anonymous_revision,
+    anonymous_mint_and_refresh_answer_with_a_revision
+);
