@@ -273,6 +273,15 @@ impl AppState {
         Ok(status)
     }
 
+    /// Serves `engine` from now on, without the reload's audit event. Only
+    /// for tests that need the policy set to change at an exact moment (a
+    /// reload audits first, so it queues behind a held write lock); the
+    /// server itself changes policies through [`AppState::reload`].
+    #[doc(hidden)]
+    pub fn replace_engine_unaudited(&self, engine: PolicyEngine) {
+        self.engine.store(Arc::new(engine));
+    }
+
     /// Asks the policies whether `caller` may perform the route action
     /// `action` (policies/api.cedar); 403 when not.
     pub fn require(&self, caller: &Caller, action: &str) -> Result<(), ApiError> {

@@ -1090,6 +1090,63 @@ async fn a_role_removed_while_a_change_waits_refuses_the_change(db: Db) {
     assert_eq!(env.sizes().await, expected);
 }
 
+/// A policy change that lands while a change waits for the write lock:
+/// the re-check inside the transaction asks the policy set in force then,
+/// not the one that allowed the change a moment earlier.
+async fn a_policy_change_while_a_change_waits_refuses_the_change(db: Db) {
+    let env = env(db).await;
+    let (alice, carol, _) = env.world().await;
+    let (status, body) = env
+        .as_(
+            &alice,
+            "PUT",
+            &format!("/v1/workspaces/w/members/{}", carol.id),
+            Some(&json!({"role": "editor"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let audits = env.audits().await;
+    // The same policies, except that editors no longer create assets.
+    let policies = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(crate::common::repo().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let roles = policies.path().join("workspace-roles.cedar");
+    let text = std::fs::read_to_string(&roles).unwrap();
+    let narrowed = text.replacen("    Warden::Action::\"create_asset\",\n", "", 1);
+    assert_ne!(narrowed, text);
+    std::fs::write(&roles, narrowed).unwrap();
+    let engine =
+        warden::policy::PolicyEngine::load(policies.path(), &crate::common::repo().join("schema"))
+            .unwrap();
+
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&env.app.database_url)
+        .await
+        .unwrap();
+    let writer = hold_write_lock(db, &mut conn).await;
+    let token = env.token(&carol);
+    let new_asset = json!({"id": "a2", "project": "p"});
+    // Allowed when asked; the write queues behind the lock.
+    let create = env.call(Some(&token), "POST", "/v1/assets", Some(&new_asset));
+    let change_policies = async {
+        until_a_writer_waits(db, &env.app.database_url).await;
+        env.app.state.replace_engine_unaudited(engine);
+        writer.commit().await.unwrap();
+    };
+    let ((status, body), ()) = tokio::join!(create, change_policies);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer"),
+        "refused by the re-check in the transaction: {body}"
+    );
+    assert!(env.app.state.store.asset("a2").await.unwrap().is_none());
+    assert_eq!(env.audits().await, audits, "nothing written");
+}
+
 /// An asset deleted while a change to it waits for the write lock: the
 /// change answers 404 (not a 403 about access), writes nothing, and the
 /// second decision is in the decision log beside the first.
@@ -1135,20 +1192,14 @@ async fn an_asset_deleted_while_a_change_waits_answers_404(db: Db) {
     );
     // Both answers to `share` on the asset are logged: allow when asked,
     // deny inside the transaction.
-    let mut shares = Vec::new();
-    for _ in 0..100 {
-        shares = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|l| l["action"] == "share" && l["resource"]["id"] == "a")
-            .map(|l| l["decision"].as_str().unwrap().to_string())
+    let is_share = |l: &&Value| l["action"] == "share" && l["resource"]["id"] == "a";
+    let shares: Vec<Value> =
+        crate::common::decision_log(&log, |l| l.iter().filter(is_share).count() >= 2)
+            .await
+            .iter()
+            .filter(is_share)
+            .map(|l| l["decision"].clone())
             .collect();
-        if shares.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
     assert_eq!(shares, ["allow", "deny"]);
 }
 
@@ -1230,4 +1281,8 @@ both_backends!(
 both_backends!(
     write_lock_wait_is_bounded,
     a_write_waits_for_the_write_lock_only_as_long_as_configured
+);
+both_backends!(
+    policy_changed_while_waiting,
+    a_policy_change_while_a_change_waits_refuses_the_change
 );

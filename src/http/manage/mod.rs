@@ -26,7 +26,7 @@ use crate::decision::{Authn, DecisionInput, EntityRef, RawDecision};
 use crate::domain::Id;
 use crate::domain::World;
 use crate::http::Routes;
-use crate::policy::{PolicyEngine, Verdict};
+use crate::policy::Verdict;
 use crate::store::facts::FactKeys;
 use crate::store::manage::{Change, ManageError, Recheck};
 use axum::extract::FromRequestParts;
@@ -59,13 +59,13 @@ pub struct EndUser {
     authorized: Arc<Authorized>,
 }
 
-/// The allowed decisions of one request, with the policies that allowed
-/// them. The store asks them again ([`Recheck`]) over the facts read inside
-/// the write's transaction, so that a membership or grant removed between
-/// the authorization and the write refuses the write instead of letting it
-/// through on the old role.
+/// The allowed decisions of one request. The store asks them again
+/// ([`Recheck`]) over the facts read inside the write's transaction, and
+/// of the policy set in force then, so that a membership or grant removed,
+/// or a policy reloaded, between the authorization and the write refuses
+/// the write instead of letting it through on the old role or rule.
 struct Authorized {
-    decisions: Mutex<Vec<(Arc<PolicyEngine>, DecisionInput)>>,
+    decisions: Mutex<Vec<DecisionInput>>,
     /// Where the second answers are logged, like the first.
     state: Arc<AppState>,
 }
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Authorized {
         let asked: Vec<String> = self
             .decisions()
             .iter()
-            .map(|(_, i)| format!("{} {} {}", i.principal, i.action, i.resource))
+            .map(|i| format!("{} {} {}", i.principal, i.action, i.resource))
             .collect();
         f.debug_struct("Authorized")
             .field("decisions", &asked)
@@ -91,32 +91,34 @@ impl Authorized {
         }
     }
 
-    fn list(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<PolicyEngine>, DecisionInput)>> {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<DecisionInput>> {
         self.decisions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn decisions(&self) -> Vec<(Arc<PolicyEngine>, DecisionInput)> {
+    fn decisions(&self) -> Vec<DecisionInput> {
         self.list().clone()
     }
 
-    fn record(&self, engine: Arc<PolicyEngine>, input: DecisionInput) {
-        self.list().push((engine, input));
+    fn record(&self, input: DecisionInput) {
+        self.list().push(input);
     }
 }
 
 impl Recheck for Authorized {
     fn keys(&self) -> FactKeys {
         let mut keys = FactKeys::default();
-        for (_, input) in self.decisions() {
+        for input in self.decisions() {
             input.collect_keys(&mut keys);
         }
         keys
     }
 
     fn recheck(&self, world: &World) -> Result<(), ManageError> {
-        for (engine, input) in self.decisions() {
+        // The policies in force now: a reload since the first answer counts.
+        let engine = self.state.engine();
+        for input in self.decisions() {
             let started = std::time::Instant::now();
             let verdict = decide_in_world(&engine, world, std::slice::from_ref(&input), "")
                 .map_err(|e| {
@@ -251,7 +253,7 @@ pub async fn authorize(
         return Err(ApiError::forbidden("no decision was made; refused"));
     };
     if verdict.allow {
-        user.authorized.record(engine, input);
+        user.authorized.record(input);
         return Ok(());
     }
     if verdict
