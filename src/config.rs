@@ -87,6 +87,16 @@ pub struct ServeArgs {
     /// `warden diff --replay`); never tokens or keys.
     #[arg(long, env = "WARDEN_DECISION_LOG")]
     pub decision_log: Option<PathBuf>,
+    /// Rotate the decision log when it would pass this many megabytes: the
+    /// file becomes FILE.1 (older ones FILE.2 ...) and a new one starts.
+    /// 0 never rotates (leave it to logrotate's copytruncate).
+    #[arg(long, env = "WARDEN_DECISION_LOG_MAX_MB", default_value_t = 100)]
+    pub decision_log_max_mb: u64,
+    /// Rotated decision log files kept (FILE.1 to FILE.N); older ones are
+    /// deleted.
+    #[arg(long, env = "WARDEN_DECISION_LOG_KEEP", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub decision_log_keep: u16,
     /// Do not watch the policy and schema folders for changes (reload with
     /// SIGHUP or the admin route instead).
     #[arg(long, env = "WARDEN_NO_WATCH")]
@@ -215,6 +225,8 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     /// Append every decision to this file.
     pub decision_log: Option<PathBuf>,
+    /// When the decision log file moves aside.
+    pub decision_log_rotation: crate::decision_log::Rotation,
     /// Reload the policy set when its files change.
     pub watch_policies: bool,
     /// Serve the benchmark floor endpoint.
@@ -247,6 +259,7 @@ impl Settings {
             anonymous_rate_limit: 30,
             trust_forwarded_for: false,
             decision_log: None,
+            decision_log_rotation: crate::decision_log::Rotation::default(),
             // `warden serve` watches unless --no-watch; tests opt in.
             watch_policies: false,
             bench_endpoints: false,
@@ -284,6 +297,10 @@ impl From<&ServeArgs> for Settings {
             anonymous_rate_limit: args.identity.anonymous_rate_limit.max(1),
             trust_forwarded_for: args.identity.trust_forwarded_for,
             decision_log: args.decision_log.clone(),
+            decision_log_rotation: crate::decision_log::Rotation {
+                max_bytes: args.decision_log_max_mb.saturating_mul(1024 * 1024),
+                keep: usize::from(args.decision_log_keep),
+            },
             watch_policies: !args.no_watch,
             bench_endpoints: args.bench_endpoints,
         }

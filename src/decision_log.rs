@@ -151,6 +151,106 @@ pub fn read(path: &Path) -> Result<Vec<(usize, LogLine)>, String> {
     Ok(out)
 }
 
+/// When the decision log moves aside: once the file would pass `max_bytes`
+/// it is renamed `FILE.1` (older ones shift to `FILE.2` ... `FILE.<keep>`,
+/// the oldest is deleted) and a new file is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// Largest size of one file; 0 never rotates.
+    pub max_bytes: u64,
+    /// Rotated files kept beside the current one (at least 1).
+    pub keep: usize,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 100 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+/// Opens `path` for appending, created with mode 0600.
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// `path` with `.n` appended: `decisions.jsonl.2`.
+fn numbered(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The writer thread's file: appends lines and rotates by size.
+struct Appender {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    /// Bytes in the current file.
+    size: u64,
+    rotation: Rotation,
+}
+
+impl Appender {
+    fn open(path: &Path, rotation: Rotation) -> std::io::Result<Self> {
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        Ok(Appender {
+            path: path.to_path_buf(),
+            out: std::io::BufWriter::new(file),
+            size,
+            rotation,
+        })
+    }
+
+    fn append(&mut self, line: &str) -> std::io::Result<()> {
+        let len = line.len() as u64;
+        let max = self.rotation.max_bytes;
+        if max > 0 && self.size > 0 && self.size + len > max {
+            self.rotate()?;
+        }
+        self.out.write_all(line.as_bytes())?;
+        self.size += len;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    /// `FILE` becomes `FILE.1`, `FILE.1` becomes `FILE.2`, and so on; the
+    /// oldest beyond `keep` is deleted; a new `FILE` is started.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        let keep = self.rotation.keep.max(1);
+        let absent_is_fine = |result: std::io::Result<()>| match result {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        absent_is_fine(std::fs::remove_file(numbered(&self.path, keep)))?;
+        for n in (1..keep).rev() {
+            absent_is_fine(std::fs::rename(
+                numbered(&self.path, n),
+                numbered(&self.path, n + 1),
+            ))?;
+        }
+        std::fs::rename(&self.path, numbered(&self.path, 1))?;
+        self.out = std::io::BufWriter::new(open_append(&self.path)?);
+        self.size = 0;
+        metrics::counter!("warden_decision_log_rotations_total").increment(1);
+        tracing::info!(file = %self.path.display(), "decision log rotated");
+        Ok(())
+    }
+}
+
 /// The appending writer. Cloning shares the one file and thread.
 #[derive(Clone)]
 pub struct DecisionLog {
@@ -159,27 +259,20 @@ pub struct DecisionLog {
 }
 
 impl DecisionLog {
-    /// Opens (creating, mode 0600) `path` for appending and starts its writer.
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        let mut options = std::fs::OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let file = options.open(path)?;
+    /// Opens (creating, mode 0600) `path` for appending and starts its
+    /// writer, which rotates the file as `rotation` says.
+    pub fn open(path: &Path, rotation: Rotation) -> std::io::Result<Self> {
+        let mut out = Appender::open(path, rotation)?;
         let (queue, lines) = sync_channel::<String>(QUEUE);
         let shown = path.display().to_string();
         std::thread::Builder::new()
             .name("decision-log".into())
             .spawn(move || {
-                let mut out = std::io::BufWriter::new(file);
                 // Write what is queued, then flush: one flush per burst.
                 while let Ok(line) = lines.recv() {
-                    let mut result = out.write_all(line.as_bytes());
+                    let mut result = out.append(&line);
                     while let (Ok(()), Ok(more)) = (&result, lines.try_recv()) {
-                        result = out.write_all(more.as_bytes());
+                        result = out.append(&more);
                     }
                     if let Err(e) = result.and_then(|()| out.flush()) {
                         metrics::counter!("warden_decision_log_errors_total").increment(1);
@@ -238,5 +331,67 @@ mod tests {
             .to_string()
             .contains("example.com"));
         assert_eq!(logged["plan"], "pro");
+    }
+
+    #[test]
+    fn the_log_rotates_by_size_and_keeps_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let rotation = Rotation {
+            max_bytes: 250,
+            keep: 2,
+        };
+        let mut out = Appender::open(&path, rotation).unwrap();
+        let lines: Vec<String> = (0..20).map(|i| format!("{{\"n\":{i:>90}}}\n")).collect();
+        assert!(lines.iter().all(|l| l.len() == 97));
+        for line in &lines {
+            out.append(line).unwrap();
+        }
+        out.flush().unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        // Two lines fit in 250 bytes: the current file holds the last two,
+        // FILE.1 and FILE.2 the two pairs before, nothing older is kept.
+        assert_eq!(read(&path), lines[18..].concat());
+        assert_eq!(read(&numbered(&path, 1)), lines[16..18].concat());
+        assert_eq!(read(&numbered(&path, 2)), lines[14..16].concat());
+        assert!(!numbered(&path, 3).exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for p in [path.clone(), numbered(&path, 1)] {
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+                assert_eq!(mode & 0o077, 0, "{} is private: {mode:o}", p.display());
+            }
+        }
+        // Reopened, the writer counts what the file already holds.
+        drop(out);
+        let mut out = Appender::open(&path, rotation).unwrap();
+        out.append(&lines[0]).unwrap();
+        out.flush().unwrap();
+        assert_eq!(read(&path), lines[0].clone());
+        assert_eq!(read(&numbered(&path, 1)), lines[18..].concat());
+    }
+
+    #[test]
+    fn a_line_larger_than_the_limit_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let mut out = Appender::open(
+            &path,
+            Rotation {
+                max_bytes: 10,
+                keep: 1,
+            },
+        )
+        .unwrap();
+        for line in ["0123456789abcdef\n", "second\n"] {
+            out.append(line).unwrap();
+        }
+        out.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second\n");
+        assert_eq!(
+            std::fs::read_to_string(numbered(&path, 1)).unwrap(),
+            "0123456789abcdef\n"
+        );
     }
 }

@@ -303,10 +303,14 @@ impl Application {
             );
         }
         let decision_log = match &settings.decision_log {
-            Some(path) => Some(DecisionLog::open(path).map_err(|source| StartError::Io {
-                what: format!("open the decision log {}", path.display()),
-                source,
-            })?),
+            Some(path) => Some(
+                DecisionLog::open(path, settings.decision_log_rotation).map_err(|source| {
+                    StartError::Io {
+                        what: format!("open the decision log {}", path.display()),
+                        source,
+                    }
+                })?,
+            ),
             None => None,
         };
         let state = Arc::new(AppState::new(

@@ -14,6 +14,25 @@ use warden::config::Settings;
 use warden::http::AppState;
 use warden::startup::Application;
 
+/// The decision log's entries (JSON lines) once `done` holds for them: the
+/// writer thread flushes after each burst, so this polls for up to 2 s and
+/// then returns what is there.
+pub async fn decision_log(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut entries = Vec::new();
+    for _ in 0..100 {
+        entries = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a decision log line is JSON"))
+            .collect();
+        if done(&entries) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    entries
+}
+
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {

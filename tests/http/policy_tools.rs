@@ -268,19 +268,7 @@ async fn diff_replays_logged_decisions_and_samples_the_database(db: Db) {
             .await,
         "allow"
     );
-    // The writer thread flushes after each burst.
-    let mut lines = Vec::new();
-    for _ in 0..100 {
-        lines = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        if lines.len() == 5 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let lines = crate::common::decision_log(&log, |l| l.len() >= 5).await;
     assert_eq!(lines.len(), 5, "{lines:?}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -288,7 +276,7 @@ async fn diff_replays_logged_decisions_and_samples_the_database(db: Db) {
         "{text}"
     );
     assert!(!text.contains(&app.admin_key));
-    let first: Value = serde_json::from_str(&lines[0]).unwrap();
+    let first = &lines[0];
     assert_eq!(first["principal"], json!({"type": "User", "id": "bob"}));
     assert_eq!(first["action"], "manage_members");
     assert_eq!(first["decision"], "deny");
@@ -298,7 +286,7 @@ async fn diff_replays_logged_decisions_and_samples_the_database(db: Db) {
         .unwrap()
         .starts_with("sha256:"));
     assert!(first["time"].as_str().unwrap().ends_with('Z'));
-    let last: Value = serde_json::from_str(&lines[4]).unwrap();
+    let last = &lines[4];
     assert_eq!(last["principal"]["id"], json!(anon.user_id));
     assert_eq!(last["authn"], "anonymous_token");
     #[cfg(unix)]
@@ -366,6 +354,58 @@ both_backends!(
     diff_replays_and_samples,
     diff_replays_logged_decisions_and_samples_the_database
 );
+
+/// The server rotates its decision log by size: with room for a few lines
+/// per file and one rotated file kept, the two files hold the newest
+/// decisions, in order, and nothing older is left behind.
+#[tokio::test]
+async fn the_decision_log_rotates_by_size() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("decisions.jsonl");
+    let log_path = log.clone();
+    let app = spawn_configured(Db::Sqlite, None, None, move |s| {
+        s.decision_log = Some(log_path);
+        s.decision_log_rotation = warden::decision_log::Rotation {
+            max_bytes: 1_000,
+            keep: 1,
+        };
+    })
+    .await;
+    let resources: Vec<String> = (0..30).map(|i| format!("a{i}")).collect();
+    for id in &resources {
+        app.decide("bob", "read", "Asset", id).await;
+        // Written before the next decision: the files' order is the decisions'.
+        crate::common::decision_log(&log, |l| {
+            l.last().is_some_and(|e| e["resource"]["id"] == json!(id))
+        })
+        .await;
+    }
+    let read = |path: &Path| -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let rotated = log_dir.path().join("decisions.jsonl.1");
+    let (old, current) = (read(&rotated), read(&log));
+    assert!(!log_dir.path().join("decisions.jsonl.2").exists());
+    for file in [&log, &rotated] {
+        assert!(std::fs::metadata(file).unwrap().len() <= 1_000);
+    }
+    let ids: Vec<&str> = old
+        .iter()
+        .chain(&current)
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert!(!old.is_empty() && !current.is_empty());
+    assert!(ids.len() < resources.len(), "older files were deleted");
+    let newest: Vec<&str> = resources[resources.len() - ids.len()..]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(ids, newest, "the newest decisions, in order");
+}
 
 #[test]
 fn matrix_prints_markdown_and_html_and_checks_the_committed_file() {
