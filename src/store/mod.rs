@@ -366,6 +366,7 @@ impl Store {
             .map_err(|e| StoreError::Query(e.to_string()))?;
         Ok(Tx {
             inner,
+            backend: self.backend,
             revisions: self.revisions.clone(),
             revision,
             fact_loads: self.fact_loads.clone(),
@@ -407,6 +408,7 @@ fn count_fact_load(loads: &std::sync::atomic::AtomicU64) {
 /// [`Tx::commit`], which writes the change's audit event first.
 pub struct Tx {
     inner: Transaction<'static, Any>,
+    backend: Backend,
     revisions: std::sync::Arc<revision::Revisions>,
     /// The revision this transaction commits as (taken by [`Store::begin`]).
     revision: i64,
