@@ -412,6 +412,13 @@ impl Store {
     /// from `after` and stops after `limit`; project members and grantees add
     /// the assets of their relations. A page costs about `limit` rows, not
     /// the size of the workspace.
+    ///
+    /// The memberships and grants arms start from the user's own rows and
+    /// test the scope with a scalar subquery per row, which Postgres cannot
+    /// turn into a join: written as joins on the assets, the generic plan of
+    /// this prepared statement (the one Postgres settles on after five runs)
+    /// read every asset of the workspace after the cursor through a bitmap
+    /// (2.9 ms a page in a workspace of 10,000 instead of 0.3 ms).
     async fn scoped_asset_candidates(
         &self,
         user: &str,
@@ -422,13 +429,18 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         // $1 user, $2 after, $3 limit, $4 the workspace (else the project),
         // $5 the project when both are given.
-        let (ws, filter) = match (workspace.is_empty(), project.is_empty()) {
-            (false, true) => ("$4", "a.workspace_id = $4"),
+        let (ws, filter, project_filter) = match (workspace.is_empty(), project.is_empty()) {
+            (false, true) => ("$4", "a.workspace_id = $4", "p.workspace_id = $4"),
             (true, _) => (
                 "(SELECT workspace_id FROM projects WHERE id = $4)",
                 "a.project_id = $4",
+                "p.id = $4",
             ),
-            (false, false) => ("$4", "a.workspace_id = $4 AND a.project_id = $5"),
+            (false, false) => (
+                "$4",
+                "a.workspace_id = $4 AND a.project_id = $5",
+                "p.workspace_id = $4 AND p.id = $5",
+            ),
         };
         let sql = format!(
             "SELECT id FROM (\
@@ -438,9 +450,11 @@ impl Store {
                        WHERE m.workspace_id = {ws} AND m.user_id = $1) \
                    ORDER BY a.id LIMIT $3) AS whole \
                UNION SELECT a.id FROM project_members m JOIN assets a ON a.project_id = m.project_id \
-                   WHERE m.user_id = $1 AND {filter} AND a.id > $2 \
-               UNION SELECT a.id FROM asset_grants g JOIN assets a ON a.id = g.asset_id \
-                   WHERE g.user_id = $1 AND {filter} AND a.id > $2\
+                   WHERE m.user_id = $1 AND a.id > $2 \
+                   AND (SELECT 1 FROM projects p WHERE p.id = m.project_id AND {project_filter}) = 1 \
+               UNION SELECT g.asset_id FROM asset_grants g \
+                   WHERE g.user_id = $1 AND g.asset_id > $2 \
+                   AND (SELECT 1 FROM assets a WHERE a.id = g.asset_id AND {filter}) = 1\
              ) c ORDER BY id LIMIT $3"
         );
         let mut query =
