@@ -11,7 +11,7 @@
 //! saw, and refuse with a conflict if it moved meanwhile.
 
 use super::facts::FactKeys;
-use super::{id, now_millis, opt_text, parse, text, Store, StoreError, Tx};
+use super::{id, now_millis, opt_text, parse, text, Backend, Store, StoreError, Tx};
 use crate::audit::{Actor, AuditEvent};
 use crate::domain::{
     AssetRecord, GrantRecord, Id, MembershipRecord, Permission, ProjectRecord, Role, Scope,
@@ -388,16 +388,41 @@ impl Store {
                 .scoped_asset_candidates(user, workspace, project, after, limit)
                 .await;
         }
-        let sql = "SELECT id FROM (\
-              SELECT a.id FROM assets a JOIN workspaces w ON w.id = a.workspace_id \
-                    WHERE w.owner_id = $1 \
-              UNION SELECT a.id FROM assets a \
-                    JOIN workspace_members m ON m.workspace_id = a.workspace_id WHERE m.user_id = $1 \
-              UNION SELECT a.id FROM assets a \
-                    JOIN project_members m ON m.project_id = a.project_id WHERE m.user_id = $1 \
-              UNION SELECT a.id FROM assets a \
-                    JOIN asset_grants g ON g.asset_id = a.id WHERE g.user_id = $1\
-            ) c WHERE id > $2 ORDER BY id LIMIT $3";
+        // On Postgres each workspace and project the user has a role in
+        // gives at most one page of its assets after the cursor (a LATERAL
+        // subquery on the index (workspace_id, id)), so a page costs about
+        // `limit` rows per relation, not every asset the user can reach:
+        // 18 ms a page for an owner of 10,000 assets with the plain joins,
+        // and the whole listing grew with the square of its length. SQLite
+        // has no LATERAL and keeps the joins.
+        let sql = match self.backend() {
+            Backend::Postgres => {
+                "SELECT id FROM (\
+                  SELECT a.id FROM workspaces w CROSS JOIN LATERAL (SELECT id FROM assets \
+                        WHERE workspace_id = w.id AND id > $2 ORDER BY id LIMIT $3) a \
+                        WHERE w.owner_id = $1 \
+                  UNION SELECT a.id FROM workspace_members m CROSS JOIN LATERAL (SELECT id FROM assets \
+                        WHERE workspace_id = m.workspace_id AND id > $2 ORDER BY id LIMIT $3) a \
+                        WHERE m.user_id = $1 \
+                  UNION SELECT a.id FROM project_members m CROSS JOIN LATERAL (SELECT id FROM assets \
+                        WHERE project_id = m.project_id AND id > $2 ORDER BY id LIMIT $3) a \
+                        WHERE m.user_id = $1 \
+                  UNION SELECT g.asset_id FROM asset_grants g WHERE g.user_id = $1 AND g.asset_id > $2\
+                ) c ORDER BY id LIMIT $3"
+            }
+            Backend::Sqlite => {
+                "SELECT id FROM (\
+                  SELECT a.id FROM assets a JOIN workspaces w ON w.id = a.workspace_id \
+                        WHERE w.owner_id = $1 \
+                  UNION SELECT a.id FROM assets a \
+                        JOIN workspace_members m ON m.workspace_id = a.workspace_id WHERE m.user_id = $1 \
+                  UNION SELECT a.id FROM assets a \
+                        JOIN project_members m ON m.project_id = a.project_id WHERE m.user_id = $1 \
+                  UNION SELECT a.id FROM assets a \
+                        JOIN asset_grants g ON g.asset_id = a.id WHERE g.user_id = $1\
+                ) c WHERE id > $2 ORDER BY id LIMIT $3"
+            }
+        };
         let rows = sqlx::query(sql)
             .bind(user)
             .bind(after)

@@ -200,6 +200,36 @@ async fn searches_find_what_the_policies_allow_and_never_public_links(db: Db) {
         .await;
     assert_eq!(ids(&body["results"]), ["pub"]);
     assert_eq!(body["next_cursor"], Value::Null);
+    // Walking every page of an unscoped search, in pages of one and two,
+    // gives the one-page answer: each relation (ownership, workspace and
+    // project memberships, grants) pages on its own cursor.
+    for (user, action) in [
+        ("alice", "delete"),
+        ("bob", "read"),
+        ("dave", "write"),
+        ("erin", "read"),
+    ] {
+        let whole = resources(&app, user, action, "Asset", json!({})).await;
+        for limit in [1, 2] {
+            let mut walked = Vec::new();
+            let mut cursor = Value::Null;
+            loop {
+                let mut ask = json!({"principal": {"type": "User", "id": user}, "action": action,
+                                     "resource_type": "Asset", "limit": limit});
+                if !cursor.is_null() {
+                    ask["cursor"] = cursor.clone();
+                }
+                let (status, body) = app.post("/v1/search/resources", &ask).await;
+                assert_eq!(status, 200, "{body}");
+                walked.extend(ids(&body["results"]));
+                cursor = body["next_cursor"].clone();
+                if cursor.is_null() {
+                    break;
+                }
+            }
+            assert_eq!(walked, whole, "{user} {action} in pages of {limit}");
+        }
+    }
     let (status, body) = app
         .post(
             "/v1/search/subjects",
