@@ -14,6 +14,22 @@ use warden::config::Settings;
 use warden::http::AppState;
 use warden::startup::Application;
 
+/// Copies the files of folder `from` into `to` (created if missing).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+/// Replaces the first `from` in `file` with `to`; `from` must be there.
+pub fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", file.display());
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
 /// The decision log's entries (JSON lines) once `done` holds for them: the
 /// writer thread flushes after each burst, so this polls for up to 2 s and
 /// then returns what is there.

@@ -1,15 +1,6 @@
 //! The `warden` command line: migrate, import, validate (text and JSON), test.
 
-use crate::common::{repo, Db};
-use std::path::Path;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-    }
-}
+use crate::common::{copy_dir, repo, Db};
 
 fn warden(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_warden"))

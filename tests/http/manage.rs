@@ -1032,7 +1032,9 @@ async fn until_a_writer_waits(db: Db, url: &str) {
     panic!("no Warden transaction ever waited for the write lock");
 }
 
-async fn a_role_removed_while_a_change_waits_refuses_the_change(db: Db) {
+/// The world, with carol an editor of `w` (who may create assets there):
+/// the start of the tests of a change that waits for the write lock.
+async fn carol_the_editor(db: Db) -> (Env, Person) {
     let env = env(db).await;
     let (alice, carol, _) = env.world().await;
     let (status, body) = env
@@ -1044,6 +1046,25 @@ async fn a_role_removed_while_a_change_waits_refuses_the_change(db: Db) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    (env, carol)
+}
+
+/// Carol's asset `a2` was refused by the re-check inside her transaction
+/// (403 "... no longer ..."), not before it, and is not there.
+async fn refused_at_write(env: &Env, status: u16, body: &Value) {
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer"),
+        "refused by the re-check in the transaction, not before it: {body}"
+    );
+    assert!(env.app.state.store.asset("a2").await.unwrap().is_none());
+}
+
+async fn a_role_removed_while_a_change_waits_refuses_the_change(db: Db) {
+    let (env, carol) = carol_the_editor(db).await;
     let audits = env.audits().await;
     let sizes = env.sizes().await;
     // Another writer holds the write lock; carol, an editor, creates an
@@ -1071,15 +1092,7 @@ async fn a_role_removed_while_a_change_waits_refuses_the_change(db: Db) {
     };
     let ((status, body), ()) = tokio::join!(create, revoke);
     // Asked again inside her transaction, after the removal: refused.
-    assert_eq!(status, 403, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no longer"),
-        "refused by the re-check in the transaction, not before it: {body}"
-    );
-    assert!(env.app.state.store.asset("a2").await.unwrap().is_none());
+    refused_at_write(&env, status, &body).await;
     assert_eq!(
         env.audits().await,
         audits,
@@ -1094,29 +1107,16 @@ async fn a_role_removed_while_a_change_waits_refuses_the_change(db: Db) {
 /// the re-check inside the transaction asks the policy set in force then,
 /// not the one that allowed the change a moment earlier.
 async fn a_policy_change_while_a_change_waits_refuses_the_change(db: Db) {
-    let env = env(db).await;
-    let (alice, carol, _) = env.world().await;
-    let (status, body) = env
-        .as_(
-            &alice,
-            "PUT",
-            &format!("/v1/workspaces/w/members/{}", carol.id),
-            Some(&json!({"role": "editor"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let (env, carol) = carol_the_editor(db).await;
     let audits = env.audits().await;
     // The same policies, except that editors no longer create assets.
     let policies = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(crate::common::repo().join("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
-    }
-    let roles = policies.path().join("workspace-roles.cedar");
-    let text = std::fs::read_to_string(&roles).unwrap();
-    let narrowed = text.replacen("    Warden::Action::\"create_asset\",\n", "", 1);
-    assert_ne!(narrowed, text);
-    std::fs::write(&roles, narrowed).unwrap();
+    crate::common::copy_dir(&crate::common::repo().join("policies"), policies.path());
+    crate::common::edit(
+        &policies.path().join("workspace-roles.cedar"),
+        "    Warden::Action::\"create_asset\",\n",
+        "",
+    );
     let engine =
         warden::policy::PolicyEngine::load(policies.path(), &crate::common::repo().join("schema"))
             .unwrap();
@@ -1135,15 +1135,7 @@ async fn a_policy_change_while_a_change_waits_refuses_the_change(db: Db) {
         writer.commit().await.unwrap();
     };
     let ((status, body), ()) = tokio::join!(create, change_policies);
-    assert_eq!(status, 403, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no longer"),
-        "refused by the re-check in the transaction: {body}"
-    );
-    assert!(env.app.state.store.asset("a2").await.unwrap().is_none());
+    refused_at_write(&env, status, &body).await;
     assert_eq!(env.audits().await, audits, "nothing written");
 }
 

@@ -3,24 +3,10 @@
 //! replay), `warden matrix`, explain on `/v1/check`, and the decision log.
 
 use crate::both_backends;
-use crate::common::{repo, spawn_configured, Db, PgDatabase};
+use crate::common::{copy_dir, edit, repo, spawn_configured, Db, PgDatabase};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-    }
-}
-
-fn edit(file: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(file).unwrap();
-    assert!(text.contains(from), "{from:?} not in {}", file.display());
-    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
-}
 
 fn warden_in(dir: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_warden"))

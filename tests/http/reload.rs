@@ -2,23 +2,8 @@
 //! effect and is audited; an invalid one is refused with its place and the
 //! last good set keeps serving; only admin keys may reload.
 
-use crate::common::{repo, spawn_configured, Db};
+use crate::common::{copy_dir, edit, repo, spawn_configured, Db};
 use serde_json::json;
-use std::path::Path;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-    }
-}
-
-fn edit(file: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(file).unwrap();
-    assert!(text.contains(from), "{from:?} not in {}", file.display());
-    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
-}
 
 #[tokio::test]
 async fn reloading_applies_valid_edits_and_refuses_invalid_ones() {
