@@ -532,21 +532,43 @@ impl Store {
     /// workspace's owner and members, the project's members, the asset's
     /// grantees (and, for a workspace, members of its projects), after
     /// `after`, in id order.
+    ///
+    /// Each relation gives at most one page after the cursor, read in user
+    /// order from its `(scope, user_id)` index, so a page costs the same in
+    /// a workspace of ten members or of a hundred thousand. On Postgres the
+    /// members of a workspace's projects page per project (`LATERAL`);
+    /// SQLite has no `LATERAL` and reads them after the cursor.
     pub async fn subject_candidates(
         &self,
         scope: &SubjectScope,
         after: &str,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let sql = "SELECT id FROM (\
-              SELECT owner_id AS id FROM workspaces WHERE id = $1 \
-              UNION SELECT user_id AS id FROM workspace_members WHERE workspace_id = $1 \
-              UNION SELECT user_id AS id FROM project_members WHERE project_id = $2 \
-              UNION SELECT m.user_id AS id FROM project_members m JOIN projects p ON p.id = m.project_id \
-                    WHERE $2 = '' AND p.workspace_id = $1 \
-              UNION SELECT user_id AS id FROM asset_grants WHERE asset_id = $3\
-            ) c WHERE id > $4 ORDER BY id LIMIT $5";
-        let rows = sqlx::query(sql)
+        let of_projects = match self.backend() {
+            Backend::Postgres => {
+                "SELECT m.user_id AS id FROM projects p CROSS JOIN LATERAL (\
+                   SELECT user_id FROM project_members WHERE project_id = p.id AND user_id > $4 \
+                   ORDER BY user_id LIMIT $5) m \
+                 WHERE $2 = '' AND p.workspace_id = $1"
+            }
+            Backend::Sqlite => {
+                "SELECT m.user_id AS id FROM project_members m JOIN projects p ON p.id = m.project_id \
+                 WHERE $2 = '' AND p.workspace_id = $1 AND m.user_id > $4"
+            }
+        };
+        let sql = format!(
+            "SELECT id FROM (\
+               SELECT owner_id AS id FROM workspaces WHERE id = $1 AND owner_id > $4 \
+               UNION SELECT id FROM (SELECT user_id AS id FROM workspace_members \
+                     WHERE workspace_id = $1 AND user_id > $4 ORDER BY user_id LIMIT $5) wm \
+               UNION SELECT id FROM (SELECT user_id AS id FROM project_members \
+                     WHERE project_id = $2 AND user_id > $4 ORDER BY user_id LIMIT $5) pm \
+               UNION SELECT id FROM (SELECT user_id AS id FROM asset_grants \
+                     WHERE asset_id = $3 AND user_id > $4 ORDER BY user_id LIMIT $5) g \
+               UNION {of_projects}\
+             ) c ORDER BY id LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
             .bind(&scope.workspace)
             .bind(&scope.project)
             .bind(&scope.asset)

@@ -382,3 +382,84 @@ async fn a_new_policy_changes_search_results_with_no_code_change() {
         json!(["readers-may-write"])
     );
 }
+
+/// Subject search pages each relation on its own cursor: walked in pages of
+/// one, two and three, "who may read this?" gives the one-page answer for a
+/// workspace, a project and an asset, with users related in several ways
+/// listed once.
+async fn subject_search_pages_per_relation(db: Db) {
+    let app = spawn_configured(db, None, None, |_| {}).await;
+    let users: Vec<Value> = (0..12)
+        .map(|i| json!({"id": format!("u{i:02}"), "kind": "registered"}))
+        .collect();
+    let member = |user: &str, scope: &str, id: &str, role: &str| json!({"user": user, "scope": scope, "id": id, "role": role});
+    app.import(&json!({
+        "users": users,
+        "workspaces": [{"id": "w", "owner": "u05"}],
+        "projects": [{"id": "p", "workspace": "w"}, {"id": "q", "workspace": "w"}],
+        "assets": [{"id": "a", "project": "p"}],
+        "memberships": [
+            member("u01", "workspace", "w", "viewer"), member("u07", "workspace", "w", "editor"),
+            member("u10", "workspace", "w", "viewer"),
+            member("u01", "project", "p", "editor"), member("u02", "project", "p", "viewer"),
+            member("u08", "project", "p", "viewer"),
+            member("u02", "project", "q", "editor"), member("u03", "project", "q", "viewer"),
+            member("u09", "project", "q", "viewer")
+        ],
+        "grants": [
+            {"user": "u04", "asset": "a", "permission": "read"},
+            {"user": "u08", "asset": "a", "permission": "write"},
+            {"user": "u11", "asset": "a", "permission": "read"}
+        ]
+    }))
+    .await;
+    let walk = |resource: Value, limit: Option<i64>| {
+        let app = &app;
+        async move {
+            let mut walked = Vec::new();
+            let mut cursor = Value::Null;
+            loop {
+                let mut ask = json!({"action": "read", "resource": resource});
+                if let Some(limit) = limit {
+                    ask["limit"] = json!(limit);
+                }
+                if !cursor.is_null() {
+                    ask["cursor"] = cursor.clone();
+                }
+                let (status, body) = app.post("/v1/search/subjects", &ask).await;
+                assert_eq!(status, 200, "{body}");
+                walked.extend(ids(&body["results"]));
+                cursor = body["next_cursor"].clone();
+                if cursor.is_null() {
+                    return walked;
+                }
+            }
+        }
+    };
+    for (resource, expected) in [
+        (
+            // Members of its projects are candidates, but may not read it.
+            json!({"type": "Workspace", "id": "w"}),
+            vec!["u01", "u05", "u07", "u10"],
+        ),
+        (
+            json!({"type": "Project", "id": "p"}),
+            vec!["u01", "u02", "u05", "u07", "u08", "u10"],
+        ),
+        (
+            json!({"type": "Asset", "id": "a"}),
+            vec!["u01", "u02", "u04", "u05", "u07", "u08", "u10", "u11"],
+        ),
+    ] {
+        assert_eq!(walk(resource.clone(), None).await, expected, "{resource}");
+        for limit in [1, 2, 3] {
+            assert_eq!(
+                walk(resource.clone(), Some(limit)).await,
+                expected,
+                "{resource} in pages of {limit}"
+            );
+        }
+    }
+}
+
+both_backends!(subject_paging, subject_search_pages_per_relation);
