@@ -534,10 +534,11 @@ impl Store {
     /// `after`, in id order.
     ///
     /// Each relation gives at most one page after the cursor, read in user
-    /// order from its `(scope, user_id)` index, so a page costs the same in
-    /// a workspace of ten members or of a hundred thousand. On Postgres the
-    /// members of a workspace's projects page per project (`LATERAL`);
-    /// SQLite has no `LATERAL` and reads them after the cursor.
+    /// order from its `(scope, user_id)` index, so the database reads about
+    /// a page per relation whether the workspace has ten members or a
+    /// hundred thousand. On Postgres the members of a workspace's projects
+    /// page per project (`LATERAL`: at most a page from each project);
+    /// SQLite has no `LATERAL` and reads all of them after the cursor.
     pub async fn subject_candidates(
         &self,
         scope: &SubjectScope,
