@@ -70,6 +70,21 @@ async fn subjects(app: &TestApp, action: &str, ty: &str, id: &str) -> Value {
     body["results"].clone()
 }
 
+/// Every result of the /v1 search `ask` at `path`, following `next_cursor`
+/// page by page until the last.
+async fn walk(app: &TestApp, path: &str, mut ask: Value) -> Vec<String> {
+    let mut walked = Vec::new();
+    loop {
+        let (status, body) = app.post(path, &ask).await;
+        assert_eq!(status, 200, "{body}");
+        walked.extend(ids(&body["results"]));
+        if body["next_cursor"].is_null() {
+            return walked;
+        }
+        ask["cursor"] = body["next_cursor"].clone();
+    }
+}
+
 fn ids(results: &Value) -> Vec<String> {
     results
         .as_array()
@@ -211,22 +226,9 @@ async fn searches_find_what_the_policies_allow_and_never_public_links(db: Db) {
     ] {
         let whole = resources(&app, user, action, "Asset", json!({})).await;
         for limit in [1, 2] {
-            let mut walked = Vec::new();
-            let mut cursor = Value::Null;
-            loop {
-                let mut ask = json!({"principal": {"type": "User", "id": user}, "action": action,
-                                     "resource_type": "Asset", "limit": limit});
-                if !cursor.is_null() {
-                    ask["cursor"] = cursor.clone();
-                }
-                let (status, body) = app.post("/v1/search/resources", &ask).await;
-                assert_eq!(status, 200, "{body}");
-                walked.extend(ids(&body["results"]));
-                cursor = body["next_cursor"].clone();
-                if cursor.is_null() {
-                    break;
-                }
-            }
+            let ask = json!({"principal": {"type": "User", "id": user}, "action": action,
+                             "resource_type": "Asset", "limit": limit});
+            let walked = walk(&app, "/v1/search/resources", ask).await;
             assert_eq!(walked, whole, "{user} {action} in pages of {limit}");
         }
     }
@@ -413,29 +415,6 @@ async fn subject_search_pages_per_relation(db: Db) {
         ]
     }))
     .await;
-    let walk = |resource: Value, limit: Option<i64>| {
-        let app = &app;
-        async move {
-            let mut walked = Vec::new();
-            let mut cursor = Value::Null;
-            loop {
-                let mut ask = json!({"action": "read", "resource": resource});
-                if let Some(limit) = limit {
-                    ask["limit"] = json!(limit);
-                }
-                if !cursor.is_null() {
-                    ask["cursor"] = cursor.clone();
-                }
-                let (status, body) = app.post("/v1/search/subjects", &ask).await;
-                assert_eq!(status, 200, "{body}");
-                walked.extend(ids(&body["results"]));
-                cursor = body["next_cursor"].clone();
-                if cursor.is_null() {
-                    return walked;
-                }
-            }
-        }
-    };
     for (resource, expected) in [
         (
             // Members of its projects are candidates, but may not read it.
@@ -451,10 +430,17 @@ async fn subject_search_pages_per_relation(db: Db) {
             vec!["u01", "u02", "u04", "u05", "u07", "u08", "u10", "u11"],
         ),
     ] {
-        assert_eq!(walk(resource.clone(), None).await, expected, "{resource}");
+        let ask = json!({"action": "read", "resource": resource});
+        assert_eq!(
+            walk(&app, "/v1/search/subjects", ask.clone()).await,
+            expected,
+            "{resource}"
+        );
         for limit in [1, 2, 3] {
+            let mut ask = ask.clone();
+            ask["limit"] = json!(limit);
             assert_eq!(
-                walk(resource.clone(), Some(limit)).await,
+                walk(&app, "/v1/search/subjects", ask).await,
                 expected,
                 "{resource} in pages of {limit}"
             );
