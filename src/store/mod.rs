@@ -5,7 +5,7 @@
 //! upserts, times as Unix milliseconds in BIGINT/INTEGER, no arrays. The
 //! compile-time `query!` macros are not used on purpose: they check against
 //! one database only. Migrations live in `migrations/postgres` and
-//! `migrations/sqlite`, are embedded in the binary and run at start-up (and
+//! `migrations/sqlite`, are embedded in the binary (`migrations`) and run at start-up (and
 //! by `warden migrate`). Queries sit in the module of the table group they
 //! touch: `facts` (decision slices), `world` (import/export), `api_keys`,
 //! `identity` (users, links, tokens, signing keys), `rate_limits`.
@@ -14,6 +14,7 @@ pub mod api_keys;
 pub mod facts;
 pub mod identity;
 pub mod manage;
+mod migrations;
 pub mod rate_limits;
 pub mod revision;
 pub mod sample;
@@ -232,9 +233,9 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::Executor::execute(&mut conn, "SET lock_timeout = 0").await?;
         }
-        let result = match self.backend {
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&mut conn).await,
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&mut conn).await,
+        let result = match migrations::migrator(self.backend).await {
+            Ok(migrator) => migrator.run(&mut conn).await,
+            Err(e) => Err(e),
         };
         let _ = sqlx::Connection::close(conn).await;
         result.map_err(|e| match e {
