@@ -343,12 +343,20 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
+        // Each relation gives at most one page after the cursor: owned
+        // workspaces from the index (owner_id, id), memberships from the
+        // primary key (user_id, workspace_id). The workspaces of the user's
+        // project memberships are read whole (bounded by those memberships)
+        // and cut to a page.
         let sql = "SELECT id FROM (\
-              SELECT id FROM workspaces WHERE owner_id = $1 \
-              UNION SELECT workspace_id AS id FROM workspace_members WHERE user_id = $1 \
-              UNION SELECT p.workspace_id AS id FROM project_members m \
-                    JOIN projects p ON p.id = m.project_id WHERE m.user_id = $1\
-            ) c WHERE id > $2 ORDER BY id LIMIT $3";
+              SELECT id FROM (SELECT id FROM workspaces WHERE owner_id = $1 AND id > $2 \
+                    ORDER BY id LIMIT $3) AS o \
+              UNION SELECT id FROM (SELECT workspace_id AS id FROM workspace_members \
+                    WHERE user_id = $1 AND workspace_id > $2 ORDER BY workspace_id LIMIT $3) AS m \
+              UNION SELECT id FROM (SELECT DISTINCT p.workspace_id AS id FROM project_members m \
+                    JOIN projects p ON p.id = m.project_id \
+                    WHERE m.user_id = $1 AND p.workspace_id > $2 ORDER BY p.workspace_id LIMIT $3) AS pm\
+            ) c ORDER BY id LIMIT $3";
         self.ids(sql, user, after, None, limit).await
     }
 
@@ -361,15 +369,54 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let sql = "SELECT id FROM (\
-              SELECT p.id, p.workspace_id FROM projects p \
-                    JOIN workspaces w ON w.id = p.workspace_id WHERE w.owner_id = $1 \
-              UNION SELECT p.id, p.workspace_id FROM projects p \
-                    JOIN workspace_members m ON m.workspace_id = p.workspace_id WHERE m.user_id = $1 \
-              UNION SELECT p.id, p.workspace_id FROM projects p \
-                    JOIN project_members m ON m.project_id = p.id WHERE m.user_id = $1\
-            ) c WHERE id > $2 AND ($3 = '' OR workspace_id = $3) ORDER BY id LIMIT $4";
-        self.ids(sql, user, after, Some(workspace), limit).await
+        if !workspace.is_empty() {
+            // Within one workspace: all of its projects after the cursor,
+            // from the index (workspace_id, id), when the user owns it or
+            // is a member (tested once); else the user's project
+            // memberships in it.
+            let sql = "SELECT id FROM (\
+                  SELECT id FROM (SELECT id FROM projects WHERE workspace_id = $3 AND id > $2 \
+                        AND (EXISTS (SELECT 1 FROM workspaces WHERE id = $3 AND owner_id = $1) \
+                          OR EXISTS (SELECT 1 FROM workspace_members \
+                                     WHERE workspace_id = $3 AND user_id = $1)) \
+                        ORDER BY id LIMIT $4) AS w \
+                  UNION SELECT id FROM (SELECT m.project_id AS id FROM project_members m \
+                        JOIN projects p ON p.id = m.project_id \
+                        WHERE m.user_id = $1 AND p.workspace_id = $3 AND m.project_id > $2 \
+                        ORDER BY m.project_id LIMIT $4) AS m\
+                ) c ORDER BY id LIMIT $4";
+            return self.ids(sql, user, after, Some(workspace), limit).await;
+        }
+        // Each workspace the user owns or is a member of gives at most one
+        // page of its projects after the cursor (on Postgres a LATERAL
+        // subquery on the index (workspace_id, id); SQLite has no LATERAL
+        // and joins), and the user's project memberships one page from the
+        // primary key (user_id, project_id).
+        let sql = match self.backend() {
+            Backend::Postgres => {
+                "SELECT id FROM (\
+                  SELECT p.id FROM workspaces w CROSS JOIN LATERAL (SELECT id FROM projects \
+                        WHERE workspace_id = w.id AND id > $2 ORDER BY id LIMIT $3) p \
+                        WHERE w.owner_id = $1 \
+                  UNION SELECT p.id FROM workspace_members m CROSS JOIN LATERAL (SELECT id FROM projects \
+                        WHERE workspace_id = m.workspace_id AND id > $2 ORDER BY id LIMIT $3) p \
+                        WHERE m.user_id = $1 \
+                  UNION SELECT id FROM (SELECT project_id AS id FROM project_members \
+                        WHERE user_id = $1 AND project_id > $2 ORDER BY project_id LIMIT $3) AS m\
+                ) c ORDER BY id LIMIT $3"
+            }
+            Backend::Sqlite => {
+                "SELECT id FROM (\
+                  SELECT p.id FROM projects p JOIN workspaces w ON w.id = p.workspace_id \
+                        WHERE w.owner_id = $1 AND p.id > $2 \
+                  UNION SELECT p.id FROM projects p \
+                        JOIN workspace_members m ON m.workspace_id = p.workspace_id \
+                        WHERE m.user_id = $1 AND p.id > $2 \
+                  UNION SELECT project_id FROM project_members WHERE user_id = $1 AND project_id > $2\
+                ) c ORDER BY id LIMIT $3"
+            }
+        };
+        self.ids(sql, user, after, None, limit).await
     }
 
     /// Ids of assets (in `workspace` and/or `project` when not empty)

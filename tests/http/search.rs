@@ -449,3 +449,71 @@ async fn subject_search_pages_per_relation(db: Db) {
 }
 
 both_backends!(subject_paging, subject_search_pages_per_relation);
+
+/// Workspace and project search page each relation on its own cursor:
+/// walked in pages of one, two and three, they give the one-page answer for
+/// a user who owns workspaces, is a member of others and of projects in
+/// others still, unscoped and within one workspace.
+async fn workspace_and_project_search_page_per_relation(db: Db) {
+    let app = spawn_configured(db, None, None, |_| {}).await;
+    // u owns w1 and w4, is a member of w2 and w5, and of one project in
+    // each of w3 and w6 (and of w1a, in a workspace it owns); o owns the rest.
+    let workspaces: Vec<Value> = (1..=7)
+        .map(|i| json!({"id": format!("w{i}"), "owner": if i == 1 || i == 4 { "u" } else { "o" }}))
+        .collect();
+    let projects: Vec<Value> = (1..=7)
+        .flat_map(|i| {
+            ["a", "b"].map(|p| json!({"id": format!("w{i}{p}"), "workspace": format!("w{i}")}))
+        })
+        .collect();
+    let member = |scope: &str, id: &str, role: &str| json!({"user": "u", "scope": scope, "id": id, "role": role});
+    app.import(&json!({
+        "users": [{"id": "u", "kind": "registered"}, {"id": "o", "kind": "registered"}],
+        "workspaces": workspaces,
+        "projects": projects,
+        "memberships": [
+            member("workspace", "w2", "viewer"), member("workspace", "w5", "editor"),
+            member("project", "w3b", "viewer"), member("project", "w6a", "editor"),
+            member("project", "w1a", "viewer")
+        ]
+    }))
+    .await;
+    for (ty, scope, expected) in [
+        // Members of a project get nothing on its workspace.
+        ("Workspace", json!({}), vec!["w1", "w2", "w4", "w5"]),
+        (
+            "Project",
+            json!({}),
+            vec![
+                "w1a", "w1b", "w2a", "w2b", "w3b", "w4a", "w4b", "w5a", "w5b", "w6a",
+            ],
+        ),
+        ("Project", json!({"workspace": "w1"}), vec!["w1a", "w1b"]),
+        ("Project", json!({"workspace": "w2"}), vec!["w2a", "w2b"]),
+        ("Project", json!({"workspace": "w3"}), vec!["w3b"]),
+        ("Project", json!({"workspace": "w7"}), vec![]),
+    ] {
+        assert_eq!(
+            resources(&app, "u", "read", ty, scope.clone()).await,
+            expected,
+            "{ty} {scope}"
+        );
+        for limit in [1, 2, 3] {
+            let mut ask = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
+                                 "resource_type": ty, "limit": limit});
+            if let Some(workspace) = scope.get("workspace") {
+                ask["workspace"] = workspace.clone();
+            }
+            assert_eq!(
+                walk(&app, "/v1/search/resources", ask).await,
+                expected,
+                "{ty} {scope} in pages of {limit}"
+            );
+        }
+    }
+}
+
+both_backends!(
+    workspace_project_paging,
+    workspace_and_project_search_page_per_relation
+);
