@@ -18,8 +18,9 @@ fn main() {
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
             .map(|entry| entry.unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())))
-            .filter(|entry| entry.path().is_file())
             .map(|entry| entry.path())
+            // Like sqlx's own directory reader, only `.sql` files count.
+            .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == "sql"))
             .collect();
         files.sort();
         writeln!(

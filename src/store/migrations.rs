@@ -2,9 +2,11 @@
 //! in the binary by `build.rs` and read the way sqlx reads a migration
 //! directory (`sqlx::migrate::resolve_blocking`): `<VERSION>_<DESCRIPTION>.sql`,
 //! the description with `_` as spaces, `-- no-transaction` as the first line
-//! to opt out of the transaction. Each checksum is sqlx's SHA-384 of the
-//! text (`Migration::new`), the same one `sqlx::migrate!` embedded before,
-//! so databases migrated by earlier builds still match.
+//! to opt out of the transaction. One difference: a `.sql` file not named
+//! that way stops the start-up with its name (sqlx skips it silently), and
+//! the unit tests below catch it first. Each checksum is sqlx's SHA-384 of
+//! the text (`Migration::new`), the same one `sqlx::migrate!` embedded
+//! before, so databases migrated by earlier builds still match.
 
 use super::Backend;
 use sqlx::error::BoxDynError;

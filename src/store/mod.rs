@@ -5,10 +5,11 @@
 //! upserts, times as Unix milliseconds in BIGINT/INTEGER, no arrays. The
 //! compile-time `query!` macros are not used on purpose: they check against
 //! one database only. Migrations live in `migrations/postgres` and
-//! `migrations/sqlite`, are embedded in the binary (`migrations`) and run at start-up (and
-//! by `warden migrate`). Queries sit in the module of the table group they
-//! touch: `facts` (decision slices), `world` (import/export), `api_keys`,
-//! `identity` (users, links, tokens, signing keys), `rate_limits`.
+//! `migrations/sqlite`, are embedded in the binary (`migrations`) and run
+//! at start-up (and by `warden migrate`). Queries sit in the module of the
+//! table group they touch: `facts` (decision slices), `world`
+//! (import/export), `api_keys`, `identity` (users, links, tokens, signing
+//! keys), `rate_limits`.
 
 pub mod api_keys;
 pub mod facts;
