@@ -214,6 +214,25 @@ fn i64_of(row: &sqlx::any::AnyRow, column: &str) -> Result<i64, StoreError> {
         .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
 }
 
+/// The first arms of an unscoped candidate query on Postgres: every
+/// workspace user `$1` owns or is a member of gives at most one page (`$3`)
+/// of its rows of `table` after the cursor (`$2`), in id order, from the
+/// index `(workspace_id, id)`. A macro so the statement stays a `&'static
+/// str`, prepared once.
+macro_rules! in_users_workspaces {
+    ($table:literal) => {
+        concat!(
+            "SELECT r.id FROM workspaces w CROSS JOIN LATERAL (SELECT id FROM ",
+            $table,
+            " WHERE workspace_id = w.id AND id > $2 ORDER BY id LIMIT $3) r WHERE w.owner_id = $1 \
+             UNION SELECT r.id FROM workspace_members m CROSS JOIN LATERAL (SELECT id FROM ",
+            $table,
+            " WHERE workspace_id = m.workspace_id AND id > $2 ORDER BY id LIMIT $3) r \
+             WHERE m.user_id = $1"
+        )
+    };
+}
+
 impl Store {
     /// A user's kind and email, if the user exists.
     pub async fn user_info(&self, user: &str) -> Result<Option<UserInfo>, StoreError> {
@@ -394,16 +413,13 @@ impl Store {
         // primary key (user_id, project_id).
         let sql = match self.backend() {
             Backend::Postgres => {
-                "SELECT id FROM (\
-                  SELECT p.id FROM workspaces w CROSS JOIN LATERAL (SELECT id FROM projects \
-                        WHERE workspace_id = w.id AND id > $2 ORDER BY id LIMIT $3) p \
-                        WHERE w.owner_id = $1 \
-                  UNION SELECT p.id FROM workspace_members m CROSS JOIN LATERAL (SELECT id FROM projects \
-                        WHERE workspace_id = m.workspace_id AND id > $2 ORDER BY id LIMIT $3) p \
-                        WHERE m.user_id = $1 \
-                  UNION SELECT id FROM (SELECT project_id AS id FROM project_members \
+                concat!(
+                    "SELECT id FROM (",
+                    in_users_workspaces!("projects"),
+                    " UNION SELECT id FROM (SELECT project_id AS id FROM project_members \
                         WHERE user_id = $1 AND project_id > $2 ORDER BY project_id LIMIT $3) AS m\
-                ) c ORDER BY id LIMIT $3"
+                    ) c ORDER BY id LIMIT $3"
+                )
             }
             Backend::Sqlite => {
                 "SELECT id FROM (\
@@ -444,18 +460,15 @@ impl Store {
         // has no LATERAL and keeps the joins.
         let sql = match self.backend() {
             Backend::Postgres => {
-                "SELECT id FROM (\
-                  SELECT a.id FROM workspaces w CROSS JOIN LATERAL (SELECT id FROM assets \
-                        WHERE workspace_id = w.id AND id > $2 ORDER BY id LIMIT $3) a \
-                        WHERE w.owner_id = $1 \
-                  UNION SELECT a.id FROM workspace_members m CROSS JOIN LATERAL (SELECT id FROM assets \
-                        WHERE workspace_id = m.workspace_id AND id > $2 ORDER BY id LIMIT $3) a \
-                        WHERE m.user_id = $1 \
-                  UNION SELECT a.id FROM project_members m CROSS JOIN LATERAL (SELECT id FROM assets \
+                concat!(
+                    "SELECT id FROM (",
+                    in_users_workspaces!("assets"),
+                    " UNION SELECT a.id FROM project_members m CROSS JOIN LATERAL (SELECT id FROM assets \
                         WHERE project_id = m.project_id AND id > $2 ORDER BY id LIMIT $3) a \
                         WHERE m.user_id = $1 \
-                  UNION SELECT g.asset_id FROM asset_grants g WHERE g.user_id = $1 AND g.asset_id > $2\
-                ) c ORDER BY id LIMIT $3"
+                    UNION SELECT g.asset_id FROM asset_grants g WHERE g.user_id = $1 AND g.asset_id > $2\
+                    ) c ORDER BY id LIMIT $3"
+                )
             }
             Backend::Sqlite => {
                 "SELECT id FROM (\
