@@ -7,19 +7,24 @@
 //! - The entity slice of a single check is cached by (principal, resource),
 //!   so other actions on the same pair need no database round trip.
 //!
-//! Entries are tagged with the store's revision generation when their facts
-//! were read (`store::revision`): any committed write, here or on another
-//! replica, makes every older entry stale at once. A check chooses:
-//! `minimize_latency` (the default: cached answers, at most as stale as the
-//! time it takes this process to hear of a write), `at_least_as_fresh`
-//! (a revision token a write returned: cached answers only once this
-//! process has applied that revision, else the facts are read), or
-//! `fully_consistent` (always read the facts).
+//! Entries are tagged with the store's cache generation when their facts
+//! were about to be read, and with the entities they depend on (the
+//! principal, the resource and its ancestors: `store::revision`). A
+//! committed write, here or on another replica, spoils the entries that
+//! depend on an entity it changed (a write that cannot say what it changed
+//! spoils all). A check chooses: `minimize_latency` (the default: cached
+//! answers, at most as stale as the time it takes this process to hear of
+//! a write), `at_least_as_fresh` (a revision token a write returned:
+//! cached answers only once this process has applied every revision up to
+//! it, else the facts are read), or `fully_consistent` (always read the
+//! facts).
 
-use crate::decision::{decide_all, decide_in_world, DecideError, DecisionInput};
+use crate::decision::{decide_in_world, load_world, DecideError, DecisionInput};
 use crate::domain::World;
+use crate::entities::Ancestry;
 use crate::policy::{PolicyEngine, Verdict};
 use crate::store::facts::FactKeys;
+use crate::store::revision::{bucket, Revisions};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -41,7 +46,31 @@ pub enum Consistency {
 #[derive(Clone)]
 struct Tagged<T> {
     generation: u64,
+    /// Buckets of the entities the value depends on.
+    depends_on: Box<[u32]>,
     value: T,
+}
+
+impl<T> Tagged<T> {
+    fn new(generation: u64, depends_on: Box<[u32]>, value: T) -> Self {
+        Tagged {
+            generation,
+            depends_on,
+            value,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.depends_on.len() * 4
+    }
+}
+
+/// A verdict with the buckets of what it depends on.
+type Decided = (Verdict, Box<[u32]>);
+
+/// The buckets of change keys.
+fn buckets(keys: &[String]) -> Box<[u32]> {
+    keys.iter().map(|k| bucket(k)).collect()
 }
 
 /// The caches of one process.
@@ -59,7 +88,7 @@ impl Default for Caches {
 fn verdict_weight(key: &str, v: &Tagged<Verdict>) -> u32 {
     let reasons: usize = v.value.reasons.iter().map(|r| r.len() + 24).sum();
     let errors: usize = v.value.errors.iter().map(|e| e.message.len() + 48).sum();
-    u32::try_from(key.len() + reasons + errors + 96).unwrap_or(u32::MAX)
+    u32::try_from(key.len() + reasons + errors + v.bytes() + 96).unwrap_or(u32::MAX)
 }
 
 fn world_weight(key: &str, w: &Tagged<Arc<World>>) -> u32 {
@@ -70,7 +99,7 @@ fn world_weight(key: &str, w: &Tagged<Arc<World>>) -> u32 {
         + world.assets.len()
         + world.memberships.len()
         + world.grants.len();
-    u32::try_from(key.len() + records * 160 + 96).unwrap_or(u32::MAX)
+    u32::try_from(key.len() + records * 160 + w.bytes() + 96).unwrap_or(u32::MAX)
 }
 
 impl Caches {
@@ -88,17 +117,17 @@ impl Caches {
         }
     }
 
-    fn get_decision(&self, key: &str, generation: u64) -> Option<Verdict> {
+    fn get_decision(&self, key: &str, revisions: &Revisions) -> Option<Verdict> {
         self.decisions
             .get(key)
-            .filter(|t| t.generation == generation)
+            .filter(|t| revisions.current(t.generation, &t.depends_on))
             .map(|t| t.value)
     }
 
-    fn get_slice(&self, key: &str, generation: u64) -> Option<Arc<World>> {
+    fn get_slice(&self, key: &str, revisions: &Revisions) -> Option<Arc<World>> {
         self.slices
             .get(key)
-            .filter(|t| t.generation == generation)
+            .filter(|t| revisions.current(t.generation, &t.depends_on))
             .map(|t| t.value)
     }
 }
@@ -155,11 +184,12 @@ pub async fn decide(
 ) -> Result<Vec<Verdict>, DecideError> {
     let revisions = store.revisions();
     // The generation before any fact is read: entries computed now are
-    // stored under it, and stop counting if a write lands meanwhile.
+    // stored under it, and stop counting if a write they depend on lands
+    // meanwhile.
     let generation = revisions.generation();
     let cached = match consistency {
         Consistency::MinimizeLatency => true,
-        Consistency::AtLeastAsFresh(revision) => revisions.seen() >= revision,
+        Consistency::AtLeastAsFresh(revision) => revisions.applied() >= revision,
         Consistency::FullyConsistent => false,
     };
     // A batch in which some request supplies entities is decided whole:
@@ -175,7 +205,7 @@ pub async fn decide(
     for (index, key) in keys.iter().enumerate() {
         let hit = if cached {
             key.as_deref()
-                .and_then(|k| caches.get_decision(k, generation))
+                .and_then(|k| caches.get_decision(k, revisions))
         } else {
             None
         };
@@ -198,16 +228,12 @@ pub async fn decide(
             .collect();
         let computed =
             decide_missing(engine, store, caches, &todo, path, cached, generation).await?;
-        for (&index, verdict) in missing.iter().zip(computed) {
+        for (&index, (verdict, depends_on)) in missing.iter().zip(computed) {
             if let Some(key) = keys.get(index).cloned().flatten() {
-                if revisions.generation() == generation {
-                    caches.decisions.insert(
-                        key,
-                        Tagged {
-                            generation,
-                            value: verdict.clone(),
-                        },
-                    );
+                if revisions.current(generation, &depends_on) {
+                    caches
+                        .decisions
+                        .insert(key, Tagged::new(generation, depends_on, verdict.clone()));
                 }
             }
             if let Some(slot) = verdicts.get_mut(index) {
@@ -218,8 +244,9 @@ pub async fn decide(
     Ok(verdicts.into_iter().flatten().collect())
 }
 
-/// The decisions not in the cache: a single check may use (and fill) the
-/// slice cache; anything else loads its facts in one round trip.
+/// The decisions not in the cache, each with the buckets of what it
+/// depends on: a single check may use (and fill) the slice cache; anything
+/// else loads its facts in one round trip.
 async fn decide_missing(
     engine: &PolicyEngine,
     store: &Store,
@@ -228,30 +255,49 @@ async fn decide_missing(
     path: &str,
     cached: bool,
     generation: u64,
-) -> Result<Vec<Verdict>, DecideError> {
-    let [single] = todo else {
-        return decide_all(engine, store, todo, path).await;
+) -> Result<Vec<Decided>, DecideError> {
+    let single = match todo {
+        [single] => slice_key(single).map(|key| (single, key)),
+        _ => None,
     };
-    let Some(key) = slice_key(single) else {
-        return decide_all(engine, store, todo, path).await;
+    let Some((single, key)) = single else {
+        let world = load_world(store, todo, path).await?;
+        return decided(engine, &world, todo, path);
     };
     if cached {
-        if let Some(world) = caches.get_slice(&key, generation) {
-            return decide_in_world(engine, &world, todo, path);
+        if let Some(world) = caches.get_slice(&key, store.revisions()) {
+            return decided(engine, &world, todo, path);
         }
     }
     let mut keys = FactKeys::default();
     single.collect_keys(&mut keys);
     let world = Arc::new(store.load_facts(&keys).await?);
-    let verdicts = decide_in_world(engine, &world, todo, path)?;
-    if store.revisions().generation() == generation {
-        caches.slices.insert(
-            key,
-            Tagged {
-                generation,
-                value: world,
-            },
-        );
+    let verdicts = decided(engine, &world, todo, path)?;
+    if let Some((_, depends_on)) = verdicts.first() {
+        if store.revisions().current(generation, depends_on) {
+            caches
+                .slices
+                .insert(key, Tagged::new(generation, depends_on.clone(), world));
+        }
     }
     Ok(verdicts)
+}
+
+/// `inputs` decided over `world`, each with the buckets of what it depends on.
+fn decided(
+    engine: &PolicyEngine,
+    world: &World,
+    inputs: &[DecisionInput],
+    path: &str,
+) -> Result<Vec<Decided>, DecideError> {
+    let verdicts = decide_in_world(engine, world, inputs, path)?;
+    let ancestry = Ancestry::new(world);
+    Ok(verdicts
+        .into_iter()
+        .zip(inputs)
+        .map(|(verdict, input)| {
+            let keys = ancestry.dependencies(&input.principal, &input.resource);
+            (verdict, buckets(&keys))
+        })
+        .collect())
 }

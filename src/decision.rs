@@ -338,14 +338,13 @@ fn unknown(what: &str, uid: &EntityUid) -> Verdict {
     ))
 }
 
-/// Decides every input over one load of facts. `path` names the list in
+/// The facts every input needs, in one load. `path` names the list in
 /// errors (e.g. `requests`).
-pub async fn decide_all(
-    engine: &PolicyEngine,
+pub async fn load_world(
     store: &Store,
     inputs: &[DecisionInput],
     path: &str,
-) -> Result<Vec<Verdict>, DecideError> {
+) -> Result<crate::domain::World, DecideError> {
     let mut keys = FactKeys::default();
     for input in inputs {
         input.collect_keys(&mut keys);
@@ -360,8 +359,7 @@ pub async fn decide_all(
         )
         .into());
     }
-    let world = store.load_facts(&keys).await?;
-    decide_in_world(engine, &world, inputs, path)
+    Ok(store.load_facts(&keys).await?)
 }
 
 /// The facts of `world` as Cedar entities, and (only when some input

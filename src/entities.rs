@@ -8,6 +8,7 @@
 use crate::domain::{
     AssetRecord, Id, ProjectRecord, Role, Scope, UserRecord, WorkspaceRecord, World,
 };
+use crate::store::revision::entity_key;
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -255,6 +256,60 @@ pub fn build(world: &World) -> Result<Vec<Entity>, BuildError> {
     Ok(out)
 }
 
+/// Where each asset and project of a world hangs: what a decision over it
+/// depends on besides its principal and resource.
+pub struct Ancestry<'w> {
+    project_of: HashMap<&'w str, &'w str>,
+    workspace_of: HashMap<&'w str, &'w str>,
+}
+
+impl<'w> Ancestry<'w> {
+    /// The parents of `world`'s assets and projects.
+    pub fn new(world: &'w World) -> Self {
+        Ancestry {
+            project_of: world
+                .assets
+                .iter()
+                .map(|a| (a.id.as_str(), a.project.as_str()))
+                .collect(),
+            workspace_of: world
+                .projects
+                .iter()
+                .map(|p| (p.id.as_str(), p.workspace.as_str()))
+                .collect(),
+        }
+    }
+
+    /// The change keys (`store::revision`) a decision about `principal` and
+    /// `resource` depends on: both, and the resource's ancestors (an
+    /// asset's project and workspace, a project's workspace). The slice
+    /// holds nothing else: the principal's memberships and grants are
+    /// changed under its own key. Unknown entities are named too, so that
+    /// creating them spoils a cached "unknown" answer.
+    pub fn dependencies(&self, principal: &EntityUid, resource: &EntityUid) -> Vec<String> {
+        let key = |uid: &EntityUid| entity_key(uid.type_name().basename(), uid.id().unescaped());
+        let mut keys = vec![key(principal), key(resource)];
+        let ty = resource.type_name();
+        let id = resource.id().unescaped();
+        let project = if *ty == TYPES.asset {
+            self.project_of.get(id).copied()
+        } else if *ty == TYPES.project {
+            Some(id)
+        } else {
+            None
+        };
+        if let Some(project) = project {
+            if *ty != TYPES.project {
+                keys.push(entity_key(TYPES.project.basename(), project));
+            }
+            if let Some(workspace) = self.workspace_of.get(project) {
+                keys.push(entity_key(TYPES.workspace.basename(), workspace));
+            }
+        }
+        keys
+    }
+}
+
 /// Whether `world` holds the stored record `uid` names (a user, workspace,
 /// project or asset; any other type is never stored).
 pub fn stored(world: &World, uid: &EntityUid) -> bool {
@@ -286,4 +341,49 @@ pub fn api_key_entity(id: &str, scopes: &[String]) -> Result<Entity, BuildError>
 /// The uid of the Warden service, the resource of every API route.
 pub fn service() -> EntityUid {
     uid(&TYPES.service, "warden")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::revision;
+
+    #[test]
+    fn answers_depend_on_the_keys_writes_name() {
+        let world: World = serde_json::from_value(serde_json::json!({
+            "users": [{"id": "bob", "kind": "registered"}],
+            "workspaces": [{"id": "w1", "owner": "bob"}],
+            "projects": [{"id": "p1", "workspace": "w1"}],
+            "assets": [{"id": "a1", "project": "p1"}]
+        }))
+        .unwrap();
+        let ancestry = Ancestry::new(&world);
+        let bob = uid(&TYPES.user, "bob");
+        assert_eq!(
+            ancestry.dependencies(&bob, &uid(&TYPES.asset, "a1")),
+            [
+                revision::user("bob"),
+                revision::asset("a1"),
+                revision::project("p1"),
+                revision::workspace("w1")
+            ]
+        );
+        assert_eq!(
+            ancestry.dependencies(&bob, &uid(&TYPES.project, "p1")),
+            [
+                revision::user("bob"),
+                revision::project("p1"),
+                revision::workspace("w1")
+            ]
+        );
+        assert_eq!(
+            ancestry.dependencies(&bob, &uid(&TYPES.workspace, "w1")),
+            [revision::user("bob"), revision::workspace("w1")]
+        );
+        // Not stored: its creation must still reach the cached "unknown".
+        assert_eq!(
+            ancestry.dependencies(&uid(&TYPES.user, "eve"), &uid(&TYPES.asset, "a9")),
+            [revision::user("eve"), revision::asset("a9")]
+        );
+    }
 }

@@ -290,6 +290,12 @@ impl Store {
         .execute(tx.conn())
         .await?;
         store_token(&mut tx, &ids.user, token, now).await?;
+        // New entities: only cached "unknown" answers about them go.
+        tx.changed_only([
+            super::revision::user(&ids.user),
+            super::revision::workspace(&ids.workspace),
+            super::revision::project(&ids.project),
+        ]);
         tx.commit(AuditEvent {
             actor: Actor::user(&ids.user),
             action: "anonymous.create",
@@ -334,6 +340,8 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
+        // Tokens are checked on every request, never cached: no fact changed.
+        tx.changed_only([]);
         tx.commit(AuditEvent {
             actor: Actor::user(&proof.user),
             action: "anonymous.refresh",

@@ -11,7 +11,7 @@
 //! saw, and refuse with a conflict if it moved meanwhile.
 
 use super::facts::FactKeys;
-use super::{id, now_millis, opt_text, parse, text, Backend, Store, StoreError, Tx};
+use super::{id, now_millis, opt_text, parse, revision, text, Backend, Store, StoreError, Tx};
 use crate::audit::{Actor, AuditEvent};
 use crate::domain::{
     AssetRecord, GrantRecord, Id, MembershipRecord, Permission, ProjectRecord, Role, Scope,
@@ -870,6 +870,7 @@ impl Store {
         .execute(tx.conn())
         .await
         .map_err(|e| taken(e.into(), format!("workspace id {} is taken; choose another or omit it", w.id)))?;
+        tx.changed_only([revision::workspace(w.id.as_str())]);
         tx.commit(change.event(
             "workspace.create",
             "workspace",
@@ -906,6 +907,7 @@ impl Store {
         .execute(tx.conn())
         .await
         .map_err(|e| taken(e.into(), format!("project id {} is taken; choose another or omit it", p.id)))?;
+        tx.changed_only([revision::project(p.id.as_str())]);
         tx.commit(change.event(
             "project.create",
             "project",
@@ -939,6 +941,7 @@ impl Store {
         .execute(tx.conn())
         .await
         .map_err(|e| taken(e.into(), format!("asset id {} is taken; choose another or omit it", a.id)))?;
+        tx.changed_only([revision::asset(a.id.as_str())]);
         tx.commit(change.event("asset.create", "asset", a.id.as_str(), None, Some(json!(a))))
             .await?;
         Ok(())
@@ -987,6 +990,13 @@ impl Store {
                 before.id
             )));
         }
+        // Both owners' memberships are theirs; the workspace key covers them
+        // for every answer in the workspace, and the users' keys name the rows.
+        tx.changed_only([
+            revision::workspace(before.id.as_str()),
+            revision::user(before.owner.as_str()),
+            revision::user(after.owner.as_str()),
+        ]);
         tx.commit(change.event(
             "workspace.update",
             "workspace",
@@ -1032,6 +1042,7 @@ impl Store {
         .bind(before.id.as_str())
         .execute(tx.conn())
         .await?;
+        tx.changed_only([revision::project(before.id.as_str())]);
         tx.commit(change.event(
             "project.update",
             "project",
@@ -1067,6 +1078,7 @@ impl Store {
         .bind(before.id.as_str())
         .execute(tx.conn())
         .await?;
+        tx.changed_only([revision::asset(before.id.as_str())]);
         tx.commit(change.event(
             "asset.update",
             "asset",
@@ -1088,10 +1100,20 @@ impl Store {
         before: Value,
         change: &Change,
     ) -> Result<(), ManageError> {
-        let (table, target, action) = match ty {
-            "Workspace" => ("workspaces", "workspace", "workspace.delete"),
-            "Project" => ("projects", "project", "project.delete"),
-            _ => ("assets", "asset", "asset.delete"),
+        let (table, target, action, key) = match ty {
+            "Workspace" => (
+                "workspaces",
+                "workspace",
+                "workspace.delete",
+                revision::workspace(id),
+            ),
+            "Project" => (
+                "projects",
+                "project",
+                "project.delete",
+                revision::project(id),
+            ),
+            _ => ("assets", "asset", "asset.delete", revision::asset(id)),
         };
         let mut tx = self.begin_change(change).await?;
         let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
@@ -1101,6 +1123,9 @@ impl Store {
         if deleted.rows_affected() != 1 {
             return Err(ManageError::NotFound(format!("no {target} {id}")));
         }
+        // What the cascade removes (projects, assets, memberships, grants)
+        // hangs below this entity: every answer about it depends on it.
+        tx.changed_only([key]);
         tx.commit(change.event(action, target, id, Some(before), None))
             .await?;
         Ok(())
@@ -1127,6 +1152,7 @@ impl Store {
         .execute(tx.conn())
         .await
         .map_err(|e| taken(e.into(), format!("no {} {}", m.scope, m.id)))?;
+        tx.changed_only([revision::user(m.user.as_str())]);
         let target = scope_target(m.scope);
         tx.commit(change.event(
             "member.put",
@@ -1161,6 +1187,7 @@ impl Store {
         .bind(scope_id)
         .execute(tx.conn())
         .await?;
+        tx.changed_only([revision::user(user)]);
         tx.commit(change.event(
             "member.delete",
             scope_target(scope),
@@ -1192,6 +1219,7 @@ impl Store {
         .execute(tx.conn())
         .await
         .map_err(|e| taken(e.into(), format!("no asset {}", g.asset)))?;
+        tx.changed_only([revision::user(g.user.as_str())]);
         tx.commit(change.event(
             "grant.put",
             "asset",
@@ -1221,6 +1249,7 @@ impl Store {
             .bind(asset)
             .execute(tx.conn())
             .await?;
+        tx.changed_only([revision::user(user)]);
         tx.commit(change.event(
             "grant.delete",
             "asset",
@@ -1260,6 +1289,8 @@ impl Store {
         .execute(tx.conn())
         .await
         .map_err(|e| taken(e.into(), format!("no {} {}", invite.scope, invite.scope_id)))?;
+        // Invites are no decision's facts.
+        tx.changed_only([]);
         tx.commit(change.event(
             "invite.create",
             scope_target(invite.scope),
@@ -1290,6 +1321,7 @@ impl Store {
                 "invite {invite} was already accepted or revoked"
             )));
         }
+        tx.changed_only([]);
         tx.commit(change.event(
             "invite.revoke",
             scope_target(scope),
@@ -1347,6 +1379,7 @@ impl Store {
         .bind(now)
         .execute(tx.conn())
         .await?;
+        tx.changed_only([revision::user(user)]);
         tx.commit(change.event(
             "invite.accept",
             scope_target(invite.scope),

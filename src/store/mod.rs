@@ -335,34 +335,29 @@ impl Store {
     /// Starts a write. Commit it with [`Tx::commit`], which writes the audit event.
     ///
     /// The first statement takes the write lock and the transaction's
-    /// revision: it bumps the one-row revision counter (and, on Postgres,
-    /// queues the `NOTIFY` announcing it, which Postgres delivers only if
-    /// and when the transaction commits). Writers queue on that row until
-    /// they commit or roll back, so revisions follow commit order, and what
-    /// a transaction reads after it no other writer changes before it ends:
-    /// a decision made on it still holds at commit (`manage::Recheck`).
-    /// Every writer takes this lock first, so it is never part of a
-    /// deadlock. On SQLite `BEGIN IMMEDIATE` takes the database's write lock
-    /// at once as well (a transaction that read first and wrote later could
-    /// otherwise fail with "database is locked" instead of waiting its turn).
+    /// revision: it bumps the one-row revision counter. Writers queue on
+    /// that row until they commit or roll back, so revisions follow commit
+    /// order, and what a transaction reads after it no other writer changes
+    /// before it ends: a decision made on it still holds at commit
+    /// (`manage::Recheck`). Every writer takes this lock first, so it is
+    /// never part of a deadlock. On SQLite `BEGIN IMMEDIATE` takes the
+    /// database's write lock at once as well (a transaction that read first
+    /// and wrote later could otherwise fail with "database is locked"
+    /// instead of waiting its turn).
+    ///
+    /// Until the transaction says what it changed ([`Tx::changed_only`]),
+    /// its commit spoils every cached answer.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         use sqlx::Row;
         let mut inner = match self.backend {
             Backend::Postgres => self.pool.begin().await?,
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
         };
-        let bump = match self.backend {
-            // Lock, bump and notify in one round trip.
-            Backend::Postgres => sqlx::query(
-                "WITH r AS (UPDATE warden_revision SET value = value + 1 WHERE id = 1 RETURNING value) \
-                 SELECT r.value FROM r CROSS JOIN LATERAL pg_notify($1, r.value::text) AS n",
-            )
-            .bind(revision::CHANNEL),
-            Backend::Sqlite => {
-                sqlx::query("UPDATE warden_revision SET value = value + 1 WHERE id = 1 RETURNING value")
-            }
-        };
-        let row = bump.fetch_one(&mut *inner).await?;
+        let row = sqlx::query(
+            "UPDATE warden_revision SET value = value + 1 WHERE id = 1 RETURNING value",
+        )
+        .fetch_one(&mut *inner)
+        .await?;
         let revision: i64 = row
             .try_get("value")
             .map_err(|e| StoreError::Query(e.to_string()))?;
@@ -371,6 +366,7 @@ impl Store {
             backend: self.backend,
             revisions: self.revisions.clone(),
             revision,
+            changed: revision::Changed::Everything,
             fact_loads: self.fact_loads.clone(),
         })
     }
@@ -414,6 +410,8 @@ pub struct Tx {
     revisions: std::sync::Arc<revision::Revisions>,
     /// The revision this transaction commits as (taken by [`Store::begin`]).
     revision: i64,
+    /// What it changed, for the caches of every process.
+    changed: revision::Changed,
     fact_loads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -423,14 +421,33 @@ impl Tx {
         &mut self.inner
     }
 
+    /// Declares that this transaction changed the facts of these entities
+    /// (change keys: [`revision::user`], [`revision::asset`]...) and of no
+    /// others; call it once, after the writes, naming the entity of every
+    /// row written (a membership's or grant's user). Cached answers that
+    /// depend on none of them survive the commit, here and on every other
+    /// replica. A transaction that never calls it spoils every cached answer.
+    pub(crate) fn changed_only(&mut self, entities: impl IntoIterator<Item = String>) {
+        let mut keys = match std::mem::replace(&mut self.changed, revision::Changed::Everything) {
+            revision::Changed::Entities(keys) => keys,
+            revision::Changed::Everything => Default::default(),
+        };
+        keys.extend(entities);
+        self.changed = revision::Changed::Entities(keys);
+    }
+
     /// Writes `event` and commits, all or nothing, as the revision taken
-    /// when the transaction began; then every cache of this process stops
-    /// trusting what it held, and (Postgres) every other replica is
-    /// notified at commit.
+    /// when the transaction began; then the cached answers that depend on
+    /// what it changed stop counting in this process, and (Postgres) every
+    /// other replica is told at commit, by a `NOTIFY` queued with the event.
     pub async fn commit(mut self, event: AuditEvent) -> Result<(), StoreError> {
-        self.audit(event).await?;
+        let announcement = match self.backend {
+            Backend::Postgres => Some(revision::announce(self.revision, &self.changed)),
+            Backend::Sqlite => None,
+        };
+        self.write_audit(event, announcement).await?;
         self.inner.commit().await?;
-        self.revisions.observe(self.revision);
+        self.revisions.apply(self.revision, &self.changed);
         Ok(())
     }
 
@@ -439,11 +456,27 @@ impl Tx {
     /// syncs a profile and secures content). It lands only if the
     /// transaction commits.
     pub async fn audit(&mut self, event: AuditEvent) -> Result<(), StoreError> {
+        self.write_audit(event, None).await
+    }
+
+    /// Inserts `event`; with an `announcement`, the same statement queues
+    /// the revision's `NOTIFY` (Postgres delivers it at commit).
+    async fn write_audit(
+        &mut self,
+        event: AuditEvent,
+        announcement: Option<String>,
+    ) -> Result<(), StoreError> {
+        const INSERT: &str = "INSERT INTO audit_events (at, actor, action, target_type, target_id, before, after, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        const INSERT_AND_NOTIFY: &str = "WITH e AS (INSERT INTO audit_events (at, actor, action, target_type, target_id, before, after, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id) \
+             SELECT e.id FROM e CROSS JOIN LATERAL pg_notify($9, $10) AS n";
         let json = |v: &Option<serde_json::Value>| v.as_ref().map(ToString::to_string);
-        sqlx::query(
-            "INSERT INTO audit_events (at, actor, action, target_type, target_id, before, after, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
+        let query = sqlx::query(if announcement.is_some() {
+            INSERT_AND_NOTIFY
+        } else {
+            INSERT
+        })
         .bind(now_millis())
         .bind(event.actor.as_str())
         .bind(event.action)
@@ -451,9 +484,12 @@ impl Tx {
         .bind(&event.target_id)
         .bind(json(&event.before))
         .bind(json(&event.after))
-        .bind(event.request_id.as_deref())
-        .execute(&mut *self.inner)
-        .await?;
+        .bind(event.request_id.as_deref());
+        let query = match announcement {
+            Some(payload) => query.bind(revision::CHANNEL).bind(payload),
+            None => query,
+        };
+        query.execute(&mut *self.inner).await?;
         Ok(())
     }
 }

@@ -54,6 +54,10 @@ async fn check_as(app: &TestApp, user: &str, consistency: Option<Value>) -> (Str
     (body["decision"].as_str().unwrap().to_string(), revision)
 }
 
+async fn hits(app: &TestApp) -> u64 {
+    counter(&app.metrics().await, "warden_decision_cache_hits_total")
+}
+
 fn counter(metrics: &str, name: &str) -> u64 {
     metrics
         .lines()
@@ -255,4 +259,83 @@ async fn anonymous_mint_and_refresh_answer_with_a_revision(db: Db) {
 both_backends!(
     anonymous_revision,
     anonymous_mint_and_refresh_answer_with_a_revision
+);
+
+/// A write spoils only the cached answers that depend on what it changed:
+/// after another user's workspace is created, a cached answer about bob is
+/// still served from the cache, here and (Postgres, where writes announce
+/// what they changed) on the other replica, even for a check at least as
+/// fresh as that write; a write about bob spoils his answers at once.
+async fn writes_spoil_only_the_answers_that_depend_on_them(db: Db) {
+    let (a, b, _dir) = two_servers(db).await;
+    let owner = a.anonymous().await;
+    a.import(&json!({
+        "users": [{"id": "bob", "kind": "registered"}],
+        "assets": [{"id": "a", "project": owner.project}],
+        "memberships": [{"user": "bob", "scope": "workspace", "id": owner.workspace, "role": "editor"}]
+    }))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while check(&b, None).await.0 != "allow" {
+        assert!(Instant::now() < deadline, "B never saw A's import");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(check(&a, None).await.0, "allow");
+
+    // Someone else creates a workspace through A.
+    let other = a.anonymous().await;
+    let resp = a
+        .client
+        .post(format!("{}/v1/workspaces", a.base))
+        .bearer_auth(&other.token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let token: i64 = resp.headers()["warden-revision"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fresh = json!({"at_least_as_fresh": token.to_string()});
+    let before = hits(&a).await;
+    assert_eq!(check(&a, Some(fresh.clone())).await.0, "allow");
+    assert_eq!(hits(&a).await, before + 1, "A answered from its cache");
+    if db == Db::Postgres {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counter(&b.metrics().await, "warden_revision_applied") < token as u64 {
+            assert!(Instant::now() < deadline, "B never applied A's write");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = hits(&b).await;
+        assert_eq!(check(&b, Some(fresh)).await.0, "allow");
+        assert_eq!(hits(&b).await, before + 1, "B answered from its cache");
+    }
+
+    // A write about bob: his cached answer goes at once on A.
+    let resp = a
+        .client
+        .delete(format!(
+            "{}/v1/workspaces/{}/members/bob",
+            a.base, owner.workspace
+        ))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let token: i64 = resp.headers()["warden-revision"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(check(&a, None).await.0, "deny");
+    let fresh = json!({"at_least_as_fresh": token.to_string()});
+    assert_eq!(check(&b, Some(fresh)).await.0, "deny");
+}
+
+both_backends!(
+    spoil_by_entity,
+    writes_spoil_only_the_answers_that_depend_on_them
 );
