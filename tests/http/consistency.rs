@@ -54,6 +54,32 @@ async fn check_as(app: &TestApp, user: &str, consistency: Option<Value>) -> (Str
     (body["decision"].as_str().unwrap().to_string(), revision)
 }
 
+/// The `Warden-Revision` header of a response.
+fn revision_of(resp: &reqwest::Response) -> i64 {
+    resp.headers()["warden-revision"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Removes `user` from `workspace` through `app`, as the owner holding
+/// `token`; the write's revision.
+async fn remove_member(app: &TestApp, token: &str, workspace: &str, user: &str) -> i64 {
+    let resp = app
+        .client
+        .delete(format!(
+            "{}/v1/workspaces/{workspace}/members/{user}",
+            app.base
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    revision_of(&resp)
+}
+
 async fn hits(app: &TestApp) -> u64 {
     counter(&app.metrics().await, "warden_decision_cache_hits_total")
 }
@@ -95,22 +121,7 @@ async fn a_write_through_one_replica_is_honoured_by_the_other(db: Db) {
     );
 
     // A removes bob; the write answers with its revision.
-    let resp = a
-        .client
-        .delete(format!(
-            "{}/v1/workspaces/{}/members/bob",
-            a.base, owner.workspace
-        ))
-        .bearer_auth(&owner.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 204);
-    let token: i64 = resp.headers()["warden-revision"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let token = remove_member(&a, &owner.token, &owner.workspace, "bob").await;
     // With A's token, B refuses at once; fully consistent too.
     let (decision, seen) = check(&b, Some(json!({"at_least_as_fresh": token.to_string()}))).await;
     assert_eq!(decision, "deny");
@@ -121,18 +132,8 @@ async fn a_write_through_one_replica_is_honoured_by_the_other(db: Db) {
     );
     // Without a token, B's cached answer follows within the invalidation
     // delay: carl's cached "allow" was not touched by the checks above.
-    let resp = a
-        .client
-        .delete(format!(
-            "{}/v1/workspaces/{}/members/carl",
-            a.base, owner.workspace
-        ))
-        .bearer_auth(&owner.token)
-        .send()
-        .await
-        .unwrap();
+    remove_member(&a, &owner.token, &owner.workspace, "carl").await;
     let removed_at = Instant::now();
-    assert_eq!(resp.status().as_u16(), 204);
     let delay = loop {
         if check_as(&b, "carl", None).await.0 == "deny" {
             break removed_at.elapsed();
@@ -210,11 +211,7 @@ async fn anonymous_mint_and_refresh_answer_with_a_revision(db: Db) {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
-    let minted: i64 = resp.headers()["warden-revision"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let minted = revision_of(&resp);
     let body: Value = resp.json().await.unwrap();
     let user = body["user_id"].as_str().unwrap().to_string();
     let token = body["token"].as_str().unwrap().to_string();
@@ -248,11 +245,7 @@ async fn anonymous_mint_and_refresh_answer_with_a_revision(db: Db) {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let refreshed: i64 = resp.headers()["warden-revision"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let refreshed = revision_of(&resp);
     assert!(refreshed > minted, "{refreshed} after {minted}");
 }
 
@@ -293,11 +286,7 @@ async fn writes_spoil_only_the_answers_that_depend_on_them(db: Db) {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
-    let token: i64 = resp.headers()["warden-revision"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let token = revision_of(&resp);
     let fresh = json!({"at_least_as_fresh": token.to_string()});
     let before = hits(&a).await;
     assert_eq!(check(&a, Some(fresh.clone())).await.0, "allow");
@@ -314,22 +303,7 @@ async fn writes_spoil_only_the_answers_that_depend_on_them(db: Db) {
     }
 
     // A write about bob: his cached answer goes at once on A.
-    let resp = a
-        .client
-        .delete(format!(
-            "{}/v1/workspaces/{}/members/bob",
-            a.base, owner.workspace
-        ))
-        .bearer_auth(&owner.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 204);
-    let token: i64 = resp.headers()["warden-revision"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let token = remove_member(&a, &owner.token, &owner.workspace, "bob").await;
     assert_eq!(check(&a, None).await.0, "deny");
     let fresh = json!({"at_least_as_fresh": token.to_string()});
     assert_eq!(check(&b, Some(fresh)).await.0, "deny");
