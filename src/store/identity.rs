@@ -7,7 +7,7 @@
 //! losers' inserts find the row, roll back and retry, reading the winner's
 //! user), and refresh is a compare-and-set on the stored token hash.
 
-use super::{now_millis, opt_text, text, values_list, Store, StoreError, Tx};
+use super::{now_millis, opt_text, revision, text, values_list, Store, StoreError, Tx};
 use crate::audit::{Actor, AuditEvent};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -292,9 +292,9 @@ impl Store {
         store_token(&mut tx, &ids.user, token, now).await?;
         // New entities: only cached "unknown" answers about them go.
         tx.changed_only([
-            super::revision::user(&ids.user),
-            super::revision::workspace(&ids.workspace),
-            super::revision::project(&ids.project),
+            revision::user(&ids.user),
+            revision::workspace(&ids.workspace),
+            revision::project(&ids.project),
         ]);
         tx.commit(AuditEvent {
             actor: Actor::user(&ids.user),
@@ -630,6 +630,9 @@ async fn resolve_once(
         .await?;
     }
     if before != after || linked || upgrade.is_some() {
+        // With what an upgrade or merge named: the user's own row (created,
+        // or its kind and profile synced). Links are no decision's facts.
+        tx.changed_only([revision::user(&user_id)]);
         tx.commit(AuditEvent {
             actor: actor_for(&user_id),
             action: "owner.synced",
@@ -698,6 +701,9 @@ async fn upgrade_in_place(tx: &mut Tx, user: &str) -> Result<Value, StoreError> 
     let workspaces = owned_workspaces(tx, user).await?;
     let summary = secure(tx, &workspaces).await?;
     let revoked = revoke_tokens(tx, user).await?;
+    // `secure` writes only inside these workspaces, on which every answer
+    // about their projects and assets depends.
+    tx.changed_only(changed_in(&[user], &workspaces));
     Ok(tagged(
         summary,
         json!({"path": "upgrade", "anonymous_user": user, "tokens_revoked": revoked}),
@@ -736,10 +742,20 @@ async fn merge(tx: &mut Tx, from: &str, to: &str) -> Result<Value, StoreError> {
         .await?;
     let summary = secure(tx, &workspaces).await?;
     let revoked = revoke_tokens(tx, from).await?;
+    // The owner changes and moved memberships are all in `workspaces`.
+    tx.changed_only(changed_in(&[from, to], &workspaces));
     Ok(tagged(
         summary,
         json!({"path": "merge", "anonymous_user": from, "merged_into": to, "tokens_revoked": revoked}),
     ))
+}
+
+/// The change keys of `users` and `workspaces`.
+fn changed_in(users: &[&str], workspaces: &[String]) -> Vec<String> {
+    let users = users.iter().map(|u| revision::user(u));
+    users
+        .chain(workspaces.iter().map(|w| revision::workspace(w)))
+        .collect()
 }
 
 /// `summary` with the fields of `tags` added.
