@@ -1278,3 +1278,180 @@ both_backends!(
     policy_changed_while_waiting,
     a_policy_change_while_a_change_waits_refuses_the_change
 );
+
+/// The decision cache's hits so far.
+async fn cache_hits(app: &TestApp) -> u64 {
+    let metrics = app.metrics().await;
+    metrics
+        .lines()
+        .find(|l| l.starts_with("warden_decision_cache_hits_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// A question for `/v1/check`: (principal, action, resource type, id).
+type Question<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+impl Env {
+    /// `question` is answered `before` twice (the second time from the
+    /// cache); `who` makes the write; the same question, with the default
+    /// consistency, is then answered `after`.
+    async fn spoils(
+        &self,
+        who: &Person,
+        (method, path, body): (&str, &str, Option<Value>),
+        question: Question<'_>,
+        (before, after): (&str, &str),
+    ) {
+        let (user, action, ty, id) = question;
+        let app = &self.app;
+        assert_eq!(
+            app.decide(user, action, ty, id).await,
+            before,
+            "{question:?}"
+        );
+        let hits = cache_hits(app).await;
+        assert_eq!(app.decide(user, action, ty, id).await, before);
+        assert_eq!(cache_hits(app).await, hits + 1, "{question:?} was cached");
+        let (status, answer) = self.as_(who, method, path, body.as_ref()).await;
+        assert!(status < 300, "{method} {path}: {status} {answer}");
+        assert_eq!(
+            app.decide(user, action, ty, id).await,
+            after,
+            "{method} {path} left {question:?} stale in the cache"
+        );
+    }
+}
+
+/// Every kind of management write spoils the cached answers it changes
+/// (issue 6: a write names the entities it changed, and only answers that
+/// depend on one of them are dropped; a name left out would leave a stale
+/// answer here).
+async fn every_write_spoils_the_cached_answers_it_changes(db: Db) {
+    let env = env(db).await;
+    let (alice, carol, mallory) = env.world().await;
+    let bob = env.person("bob").await;
+    let (a, b, c, m) = (
+        alice.id.as_str(),
+        bob.id.as_str(),
+        carol.id.as_str(),
+        mallory.id.as_str(),
+    );
+    let bob_grant = format!("/v1/assets/a/grants/{b}");
+    let bob_in_p = format!("/v1/projects/p/members/{b}");
+    let bob_in_w = format!("/v1/workspaces/w/members/{b}");
+    let steps = [
+        // Created: a cached "unknown" answer goes.
+        (
+            ("POST", "/v1/workspaces", Some(json!({"id": "w2"}))),
+            (a, "read", "Workspace", "w2"),
+            ("deny", "allow"),
+        ),
+        (
+            (
+                "POST",
+                "/v1/projects",
+                Some(json!({"id": "p2", "workspace": "w"})),
+            ),
+            (a, "read", "Project", "p2"),
+            ("deny", "allow"),
+        ),
+        (
+            (
+                "POST",
+                "/v1/assets",
+                Some(json!({"id": "a2", "project": "p"})),
+            ),
+            (a, "read", "Asset", "a2"),
+            ("deny", "allow"),
+        ),
+        // Updated.
+        (
+            (
+                "PATCH",
+                "/v1/assets/a2",
+                Some(json!({"visibility": "public", "public_access": "read"})),
+            ),
+            (m, "read", "Asset", "a2"),
+            ("deny", "allow"),
+        ),
+        (
+            ("PATCH", "/v1/projects/p2", Some(json!({"workspace": "w2"}))),
+            (c, "read", "Project", "p2"),
+            ("allow", "deny"),
+        ),
+        (
+            ("PATCH", "/v1/workspaces/w2", Some(json!({"owner": b}))),
+            (b, "delete", "Workspace", "w2"),
+            ("deny", "allow"),
+        ),
+        // Grants and memberships.
+        (
+            (
+                "PUT",
+                bob_grant.as_str(),
+                Some(json!({"permission": "read"})),
+            ),
+            (b, "read", "Asset", "a"),
+            ("deny", "allow"),
+        ),
+        (
+            ("DELETE", bob_grant.as_str(), None),
+            (b, "read", "Asset", "a"),
+            ("allow", "deny"),
+        ),
+        (
+            ("PUT", bob_in_p.as_str(), Some(json!({"role": "viewer"}))),
+            (b, "read", "Project", "p"),
+            ("deny", "allow"),
+        ),
+        (
+            ("DELETE", bob_in_p.as_str(), None),
+            (b, "read", "Project", "p"),
+            ("allow", "deny"),
+        ),
+        (
+            ("PUT", bob_in_w.as_str(), Some(json!({"role": "viewer"}))),
+            (b, "read", "Workspace", "w"),
+            ("deny", "allow"),
+        ),
+        (
+            ("DELETE", bob_in_w.as_str(), None),
+            (b, "read", "Workspace", "w"),
+            ("allow", "deny"),
+        ),
+        // Deleted.
+        (
+            ("DELETE", "/v1/assets/a2", None),
+            (a, "read", "Asset", "a2"),
+            ("allow", "deny"),
+        ),
+    ];
+    for (write, question, answers) in steps {
+        env.spoils(&alice, write, question, answers).await;
+    }
+    // An accepted invite gives bob the role.
+    let (status, invite) = env
+        .as_(
+            &alice,
+            "POST",
+            "/v1/projects/p/invites",
+            Some(&json!({"email": "user_bob@example.com", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{invite}");
+    let accept = json!({"token": invite["token"]});
+    env.spoils(
+        &bob,
+        ("POST", "/v1/invites/accept", Some(accept)),
+        (b, "read", "Project", "p"),
+        ("deny", "allow"),
+    )
+    .await;
+}
+
+both_backends!(
+    writes_spoil_cached_answers,
+    every_write_spoils_the_cached_answers_it_changes
+);
