@@ -346,7 +346,15 @@ impl Store {
                     } else {
                         backoff = Duration::from_millis(100);
                         self.revisions.listening.store(true, Ordering::SeqCst);
+                        metrics::gauge!("warden_revision_listening").set(1.0);
                         tracing::debug!("listening for revisions");
+                        // Revisions committed before LISTEN took effect are
+                        // never announced here: apply them now, not at the
+                        // poll's next ticks.
+                        match self.current_revision().await {
+                            Ok(revision) => self.revisions.catch_up(revision),
+                            Err(e) => tracing::debug!(error = %e, "cannot read the revision"),
+                        }
                         loop {
                             match listener.recv().await {
                                 Ok(notification) => {
@@ -361,6 +369,7 @@ impl Store {
                                 }
                                 Err(e) => {
                                     self.revisions.listening.store(false, Ordering::SeqCst);
+                                    metrics::gauge!("warden_revision_listening").set(0.0);
                                     tracing::warn!(error = %e, "revision listener lost its connection; polling until it is back");
                                     break;
                                 }
