@@ -6,7 +6,7 @@
 //! until it commits or rolls back, so writers queue on it and committed
 //! revisions are 1, 2, 3... in commit order (a rollback undoes its bump).
 //! On Postgres the transaction's last statement queues `NOTIFY
-//! warden_revision` with its revision and what it changed ([`Announcement`]),
+//! warden_revision` with its revision and what it changed ([`announce`]),
 //! delivered to every listening replica at commit, in commit order (never
 //! for a transaction that rolls back). A poll of the counter backs that up
 //! (and is the only channel between processes on SQLite, where replicas are
@@ -17,7 +17,7 @@
 //! A cached answer depends on the entities of its slice: the principal,
 //! the resource and the resource's ancestors. A write that names what it
 //! changed spoils only the answers that depend on one of those entities;
-//! a write that does not (an import, a sign-up that merges users) and a
+//! a write that does not (an import, an API key, a policy reload) and a
 //! revision learnt only from the poll spoil everything.
 //!
 //! A process keeps a `generation` clock, bumped by every invalidation, and
