@@ -423,8 +423,9 @@ impl Tx {
 
     /// Declares that this transaction changed the facts of these entities
     /// (change keys: [`revision::user`], [`revision::asset`]...) and of no
-    /// others; call it once, after the writes, naming the entity of every
-    /// row written (a membership's or grant's user). Cached answers that
+    /// others; call it after the writes, naming the entity of every row
+    /// written (a membership's or grant's user); calls add up, so a helper
+    /// that writes may name its own. Cached answers that
     /// depend on none of them survive the commit, here and on every other
     /// replica. A transaction that never calls it spoils every cached answer.
     pub(crate) fn changed_only(&mut self, entities: impl IntoIterator<Item = String>) {
