@@ -23,7 +23,6 @@ use crate::decision::{decide_in_world, load_world, DecideError, DecisionInput};
 use crate::domain::World;
 use crate::entities::Ancestry;
 use crate::policy::{PolicyEngine, Verdict};
-use crate::store::facts::FactKeys;
 use crate::store::revision::{bucket, Revisions};
 use crate::store::Store;
 use std::sync::Arc;
@@ -268,11 +267,11 @@ async fn decide_missing(
     cached: bool,
     generation: u64,
 ) -> Result<Vec<Decided>, DecideError> {
-    let single = match todo {
-        [single] => slice_key(single).map(|key| (single, key)),
+    let key = match todo {
+        [single] => slice_key(single),
         _ => None,
     };
-    let Some((single, key)) = single else {
+    let Some(key) = key else {
         let world = load_world(store, todo, path).await?;
         return decided(engine, &world, todo, path);
     };
@@ -281,9 +280,7 @@ async fn decide_missing(
             return decided(engine, &world, todo, path);
         }
     }
-    let mut keys = FactKeys::default();
-    single.collect_keys(&mut keys);
-    let world = Arc::new(store.load_facts(&keys).await?);
+    let world = Arc::new(load_world(store, todo, path).await?);
     let verdicts = decided(engine, &world, todo, path)?;
     if let Some((_, depends_on)) = verdicts.first() {
         if store.revisions().current(generation, depends_on) {

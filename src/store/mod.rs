@@ -467,11 +467,19 @@ impl Tx {
         event: AuditEvent,
         announcement: Option<String>,
     ) -> Result<(), StoreError> {
-        const INSERT: &str = "INSERT INTO audit_events (at, actor, action, target_type, target_id, before, after, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        const INSERT_AND_NOTIFY: &str = "WITH e AS (INSERT INTO audit_events (at, actor, action, target_type, target_id, before, after, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id) \
-             SELECT e.id FROM e CROSS JOIN LATERAL pg_notify($9, $10) AS n";
+        /// The insert, written once for both statements below.
+        macro_rules! insert_event {
+            () => {
+                "INSERT INTO audit_events (at, actor, action, target_type, target_id, before, after, request_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            };
+        }
+        const INSERT: &str = insert_event!();
+        const INSERT_AND_NOTIFY: &str = concat!(
+            "WITH e AS (",
+            insert_event!(),
+            " RETURNING id) SELECT e.id FROM e CROSS JOIN LATERAL pg_notify($9, $10) AS n"
+        );
         let json = |v: &Option<serde_json::Value>| v.as_ref().map(ToString::to_string);
         let query = sqlx::query(if announcement.is_some() {
             INSERT_AND_NOTIFY
