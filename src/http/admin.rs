@@ -219,8 +219,6 @@ async fn revoke_key(
             "no live API key with id {id:?}"
         )));
     }
-    // This process forgets it at once; other replicas within KEY_CACHE_TTL.
-    state.key_cache.invalidate_all();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -150,16 +150,26 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             return Err(ApiError::unauthenticated("unknown or revoked API key"));
         }
         let hash = hash_key(presented);
-        if let Some(key) = state.key_cache.get(&hash) {
-            return Ok(Caller { key, request_id });
+        let revisions = state.store.revisions();
+        if let Some(cached) = state.key_cache.get(&hash) {
+            if cached.current(revisions) {
+                return Ok(Caller {
+                    key: cached.key,
+                    request_id,
+                });
+            }
         }
+        // Read before the lookup: a revocation applied meanwhile spoils it.
+        let generation = revisions.generation();
         let key = state
             .store
             .find_api_key(&hash)
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown or revoked API key"))?;
         let key = Arc::new(key);
-        state.key_cache.insert(hash, key.clone());
+        state
+            .key_cache
+            .insert(hash, super::VerifiedKey::new(key.clone(), generation));
         Ok(Caller { key, request_id })
     }
 }

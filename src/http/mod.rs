@@ -48,17 +48,46 @@ pub const MANAGE_BODY_LIMIT: usize = 1024 * 1024;
 pub const ADMIN_BODY_LIMIT: usize = 256 * 1024 * 1024;
 /// How long an admin request (a large import or export) may run.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// How long a verified API key is trusted before it is looked up again.
-/// A key revoked through another replica stops working within this time.
+/// How long a verified API key is trusted before it is looked up again,
+/// at most. A revocation spoils it sooner: the revoking write names the key
+/// (`store::revision`), so every replica drops it as soon as it hears of
+/// that write.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// A verified API key, with the cache generation before it was read: it
+/// counts while no write naming it (a revocation) has been applied since.
+#[derive(Clone)]
+pub struct VerifiedKey {
+    /// The key's record.
+    pub key: Arc<ApiKey>,
+    generation: u64,
+    bucket: u32,
+}
+
+impl VerifiedKey {
+    /// `key`, read from the store in `generation`.
+    pub fn new(key: Arc<ApiKey>, generation: u64) -> Self {
+        let bucket = crate::store::revision::bucket(&crate::store::revision::api_key(&key.id));
+        VerifiedKey {
+            key,
+            generation,
+            bucket,
+        }
+    }
+
+    /// Whether no write that names this key has been applied since it was read.
+    pub fn current(&self, revisions: &crate::store::revision::Revisions) -> bool {
+        revisions.current(self.generation, &[self.bucket])
+    }
+}
 
 /// What every handler shares.
 pub struct AppState {
     /// The database.
     pub store: Store,
     engine: ArcSwap<PolicyEngine>,
-    /// Verified API keys by hash, for [`KEY_CACHE_TTL`].
-    pub key_cache: moka::sync::Cache<String, Arc<ApiKey>>,
+    /// Verified API keys by hash, for at most [`KEY_CACHE_TTL`].
+    pub key_cache: moka::sync::Cache<String, VerifiedKey>,
     /// The URL apps reach Warden at (AuthZEN metadata).
     pub public_url: String,
     /// Prometheus metrics.

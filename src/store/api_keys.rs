@@ -127,6 +127,8 @@ impl Store {
         .bind(key.created_at)
         .execute(tx.conn())
         .await?;
+        // No cached answer knows a key that did not exist.
+        tx.changed_only([]);
         tx.commit(AuditEvent {
             actor,
             action: "api_key.create",
@@ -179,6 +181,8 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        // Every replica drops its verified copy of the key when it hears of this.
+        tx.changed_only([super::revision::api_key(id)]);
         tx.commit(AuditEvent {
             actor,
             action: "api_key.revoke",

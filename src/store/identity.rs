@@ -175,6 +175,8 @@ impl Store {
             return Ok(());
         }
         insert_key(&mut tx, key).await?;
+        // Signing keys are no decision's facts (each process re-reads them).
+        tx.changed_only([]);
         tx.commit(AuditEvent {
             actor: Actor::system(),
             action: "signing_key.create",
@@ -205,6 +207,7 @@ impl Store {
         .execute(tx.conn())
         .await?;
         insert_key(&mut tx, key).await?;
+        tx.changed_only([]);
         tx.commit(event).await
     }
 

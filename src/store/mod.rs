@@ -328,8 +328,12 @@ impl Store {
     }
 
     /// Records an event that changed no table of its own (a policy reload).
+    /// It spoils no cached answer: decisions are cached per policy version,
+    /// and slices hold facts, which it does not change.
     pub async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
-        self.begin().await?.commit(event).await
+        let mut tx = self.begin().await?;
+        tx.changed_only([]);
+        tx.commit(event).await
     }
 
     /// Starts a write. Commit it with [`Tx::commit`], which writes the audit event.

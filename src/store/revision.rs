@@ -17,8 +17,11 @@
 //! A cached answer depends on the entities of its slice: the principal,
 //! the resource and the resource's ancestors. A write that names what it
 //! changed spoils only the answers that depend on one of those entities;
-//! a write that does not (an import, an API key, a policy reload) and a
-//! revision learnt only from the poll spoil everything.
+//! a write that does not (an import) and a revision learnt only from the
+//! poll spoil everything. Writes of no decision's facts name nothing (API
+//! key creation, signing keys, policy reloads); an API key's revocation
+//! names the key (`ApiKey:<id>`), which each process's cache of verified
+//! keys depends on.
 //!
 //! A process keeps a `generation` clock, bumped by every invalidation, and
 //! stamps each changed entity (hashed into one of [`BUCKETS`]: two entities
@@ -90,6 +93,12 @@ pub fn project(id: &str) -> String {
 /// The change key of asset `id`.
 pub fn asset(id: &str) -> String {
     entity_key("Asset", id)
+}
+
+/// The change key of API key `id`: its revocation spoils the verified
+/// key every replica caches.
+pub fn api_key(id: &str) -> String {
+    entity_key("ApiKey", id)
 }
 
 /// The bucket of change key `key`.

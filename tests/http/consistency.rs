@@ -338,3 +338,97 @@ both_backends!(
     spoil_by_entity,
     writes_spoil_only_the_answers_that_depend_on_them
 );
+
+/// `POST /v1/check` on `app` with API key `key`; the status.
+async fn check_with_key(app: &TestApp, key: &str) -> u16 {
+    app.client
+        .post(format!("{}/v1/check", app.base))
+        .bearer_auth(key)
+        .json(
+            &json!({"principal": {"type": "User", "id": "bob"}, "action": "write",
+                      "resource": {"type": "Asset", "id": "a"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// An API key revoked through A stops working on B as soon as B has
+/// applied the revocation (each replica caches verified keys); API key
+/// writes spoil no cached decision.
+async fn a_key_revoked_on_one_replica_stops_on_the_other(db: Db) {
+    let (a, b, _dir) = two_servers(db).await;
+    let owner = a.anonymous().await;
+    a.import(&json!({
+        "users": [{"id": "bob", "kind": "registered"}],
+        "assets": [{"id": "a", "project": owner.project}],
+        "memberships": [{"user": "bob", "scope": "workspace", "id": owner.workspace, "role": "editor"}]
+    }))
+    .await;
+    assert_eq!(check(&a, None).await.0, "allow");
+
+    // A key made on A: it works on both, and each now holds it verified.
+    let resp = a
+        .client
+        .post(format!("{}/v1/admin/api-keys", a.base))
+        .bearer_auth(&a.admin_key)
+        .json(&json!({"name": "app", "scopes": ["check"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let created = revision_of(&resp);
+    let made: Value = resp.json().await.unwrap();
+    let key = made["key"].as_str().unwrap().to_string();
+    let id = made["id"].as_str().unwrap().to_string();
+    // Creating a key changed no decision's facts: A's cached answer stays
+    // cached even for a check at least as fresh as that write.
+    let loads = a.state.store.fact_loads();
+    let fresh = json!({"at_least_as_fresh": created.to_string()});
+    assert_eq!(check(&a, Some(fresh)).await.0, "allow");
+    assert_eq!(
+        a.state.store.fact_loads(),
+        loads,
+        "A answered from its cache"
+    );
+    for app in [&a, &b] {
+        assert_eq!(check_with_key(app, &key).await, 200);
+        assert_eq!(check_with_key(app, &key).await, 200);
+    }
+
+    // Revoked through A: refused on A at once, and on B as soon as B has
+    // applied that revision (the key cache's TTL is 30 s; this is sooner).
+    let resp = a
+        .client
+        .delete(format!("{}/v1/admin/api-keys/{id}", a.base))
+        .bearer_auth(&a.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let revoked = revision_of(&resp);
+    let revoked_at = Instant::now();
+    assert_eq!(check_with_key(&a, &key).await, 401);
+    let revisions = b.state.store.revisions();
+    while revisions.applied() < revoked {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "B never applied the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    eprintln!(
+        "{db:?}: B applied the revocation after {} ms",
+        revoked_at.elapsed().as_millis()
+    );
+    assert_eq!(check_with_key(&b, &key).await, 401);
+    // Other keys still work on B.
+    assert_eq!(check(&b, None).await.0, "allow");
+}
+
+both_backends!(
+    key_revocation,
+    a_key_revoked_on_one_replica_stops_on_the_other
+);

@@ -99,8 +99,12 @@ async fn database_outage_answers_503_deny_then_recovers() {
         .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["decision"], "deny", "{body}");
-    // The API key is cached; the fact load needs the database.
-    let (status, body) = app.post("/v1/check", &request).await;
+    // The API key is cached; reading the facts needs the database. (The
+    // cached answer to `request` would still be served: creating the key
+    // changed no fact.)
+    let mut fresh = request.clone();
+    fresh["consistency"] = json!({"fully_consistent": true});
+    let (status, body) = app.post("/v1/check", &fresh).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["decision"], "deny");
     assert_eq!(body["error"]["code"], "database_unavailable");
