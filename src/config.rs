@@ -97,6 +97,13 @@ pub struct ServeArgs {
     #[arg(long, env = "WARDEN_DECISION_LOG_KEEP", default_value_t = 5,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub decision_log_keep: u16,
+    /// KiB of batch request bodies (`/v1/check/batch`, AuthZEN
+    /// evaluations) worked on at once; further batch calls wait their turn,
+    /// unread, within the request timeout. Bounds a batch load's memory
+    /// whatever the number of connections. Default: 512 per core, at least
+    /// 1024.
+    #[arg(long, env = "WARDEN_BATCH_BUDGET_KIB", value_parser = clap::value_parser!(u32).range(64..))]
+    pub batch_budget_kib: Option<u32>,
     /// Do not watch the policy and schema folders for changes (reload with
     /// SIGHUP or the admin route instead).
     #[arg(long, env = "WARDEN_NO_WATCH")]
@@ -231,6 +238,8 @@ pub struct Settings {
     pub watch_policies: bool,
     /// Serve the benchmark floor endpoint.
     pub bench_endpoints: bool,
+    /// KiB of batch bodies worked on at once.
+    pub batch_budget_kib: u32,
 }
 
 impl Settings {
@@ -263,6 +272,7 @@ impl Settings {
             // `warden serve` watches unless --no-watch; tests opt in.
             watch_policies: false,
             bench_endpoints: false,
+            batch_budget_kib: crate::http::default_batch_budget_kib(),
         }
     }
 }
@@ -303,6 +313,9 @@ impl From<&ServeArgs> for Settings {
             },
             watch_policies: !args.no_watch,
             bench_endpoints: args.bench_endpoints,
+            batch_budget_kib: args
+                .batch_budget_kib
+                .unwrap_or_else(crate::http::default_batch_budget_kib),
         }
     }
 }

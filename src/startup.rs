@@ -325,6 +325,7 @@ impl Application {
                 trust_forwarded_for: settings.trust_forwarded_for,
                 decision_log,
                 bench_endpoints: settings.bench_endpoints,
+                batch_budget_kib: settings.batch_budget_kib.max(1),
             },
         ));
         let router = http::router(state.clone(), settings.request_timeout);

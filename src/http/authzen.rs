@@ -29,8 +29,13 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(evaluation))
-        .routes(routes!(evaluations))
         .routes(routes!(configuration))
+}
+
+/// The evaluations (batch) route, served under the batch budget
+/// (`super::batch_budget`).
+pub fn batch_router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(evaluations))
 }
 
 /// An AuthZEN subject or resource.

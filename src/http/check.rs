@@ -27,11 +27,14 @@ use utoipa_axum::routes;
 /// Most requests in one batch call.
 pub const MAX_BATCH: usize = 5_000;
 
-/// The routes of this module.
+/// The single check route.
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new()
-        .routes(routes!(check))
-        .routes(routes!(batch))
+    OpenApiRouter::new().routes(routes!(check))
+}
+
+/// The batch route (served under the batch budget: `super::batch_budget`).
+pub fn batch_router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(batch))
 }
 
 /// An entity named by type and id, e.g. `{"type": "Asset", "id": "a1"}`.

@@ -532,3 +532,88 @@ async fn the_largest_batch_of_distinct_ids_is_answered(db: Db) {
     assert_eq!(results[4_999]["decision"], "allow");
 }
 both_backends!(largest_batch, the_largest_batch_of_distinct_ids_is_answered);
+
+/// `/v1/check/batch` with `body` on `app`, through `client`; the answers.
+async fn batch_call(client: reqwest::Client, base: String, key: String, body: Value) -> Vec<Value> {
+    let resp = client
+        .post(format!("{base}/v1/check/batch"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["results"].as_array().unwrap().clone()
+}
+
+/// Batch calls are worked on under a budget of body bytes
+/// (`--batch-budget-kib`, taken before the body is read): calls beside
+/// each other, one larger than the whole budget (it runs alone) and one
+/// without a `Content-Length` (chunked: it counts as the whole budget)
+/// are all answered.
+async fn batches_over_the_budget_and_chunked_are_answered(db: Db) {
+    let app = crate::common::spawn_configured(db, None, None, |s| s.batch_budget_kib = 64).await;
+    app.import(&world()).await;
+    let ask = |user: &str| {
+        json!({"principal": {"type": "User", "id": user}, "action": "read",
+               "resource": {"type": "Asset", "id": "a-private"}})
+    };
+    // Ids of 250 bytes: 1,000 requests make a body over the 64 KiB budget.
+    let mut big: Vec<Value> = (0..999).map(|i| ask(&format!("{i:0>250}"))).collect();
+    big.push(ask("owner"));
+    let big = json!({ "requests": big });
+    assert!(big.to_string().len() > 64 * 1024);
+    let small = json!({"requests": [ask("owner"), ask("ghost")]});
+    let call = |body: &Value| {
+        tokio::spawn(batch_call(
+            app.client.clone(),
+            app.base.clone(),
+            app.admin_key.clone(),
+            body.clone(),
+        ))
+    };
+    let mut calls = vec![call(&big)];
+    calls.extend((0..16).map(|_| call(&small)));
+    calls.push(call(&big));
+    for (i, handle) in calls.into_iter().enumerate() {
+        let results = handle.await.unwrap();
+        let decisions: Vec<&str> = results
+            .iter()
+            .map(|r| r["decision"].as_str().unwrap())
+            .collect();
+        if i == 0 || i == 17 {
+            assert_eq!(decisions.len(), 1_000);
+            assert!(decisions[..999].iter().all(|d| *d == "deny"));
+            assert_eq!(decisions[999], "allow");
+        } else {
+            assert_eq!(decisions, ["allow", "deny"]);
+        }
+    }
+
+    // Chunked: no Content-Length.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = small.to_string();
+    let request = format!(
+        "POST /v1/check/batch HTTP/1.1\r\nHost: warden\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         {:x}\r\n{body}\r\n0\r\n\r\n",
+        app.admin_key,
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains(r#""decision":"allow""#) && response.contains(r#""decision":"deny""#),
+        "{response}"
+    );
+}
+both_backends!(
+    batch_budget,
+    batches_over_the_budget_and_chunked_are_answered
+);
