@@ -445,12 +445,14 @@ impl Tx {
     /// when the transaction began; then the cached answers that depend on
     /// what it changed stop counting in this process, and (Postgres) every
     /// other replica is told at commit, by a `NOTIFY` queued with the event.
+    /// The event also records what the write changed (when it named it),
+    /// for replicas that hear of the revision only by their poll.
     pub async fn commit(mut self, event: AuditEvent) -> Result<(), StoreError> {
-        let announcement = match self.backend {
-            Backend::Postgres => Some(revision::announce(self.revision, &self.changed)),
-            Backend::Sqlite => None,
-        };
-        self.write_audit(event, announcement).await?;
+        let announcement = revision::announce(self.revision, &self.changed);
+        let changed =
+            matches!(self.changed, revision::Changed::Entities(_)).then(|| announcement.clone());
+        let notify = (self.backend == Backend::Postgres).then_some(announcement);
+        self.write_audit(event, changed, notify).await?;
         self.inner.commit().await?;
         self.revisions.apply(self.revision, &self.changed);
         Ok(())
@@ -461,31 +463,35 @@ impl Tx {
     /// syncs a profile and secures content). It lands only if the
     /// transaction commits.
     pub async fn audit(&mut self, event: AuditEvent) -> Result<(), StoreError> {
-        self.write_audit(event, None).await
+        self.write_audit(event, None, None).await
     }
 
-    /// Inserts `event`; with an `announcement`, the same statement queues
-    /// the revision's `NOTIFY` (Postgres delivers it at commit).
+    /// Inserts `event`, with the transaction's revision and, for the event
+    /// that commits it, what it `changed` (the announcement). With a
+    /// `notify` payload (Postgres) the same statement queues the
+    /// revision's `NOTIFY`, delivered at commit.
     async fn write_audit(
         &mut self,
         event: AuditEvent,
-        announcement: Option<String>,
+        changed: Option<String>,
+        notify: Option<String>,
     ) -> Result<(), StoreError> {
         /// The insert, written once for both statements below.
         macro_rules! insert_event {
             () => {
-                "INSERT INTO audit_events (at, actor, action, target_type, target_id, before, after, request_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                "INSERT INTO audit_events \
+                 (at, actor, action, target_type, target_id, before, after, request_id, revision, changed) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             };
         }
         const INSERT: &str = insert_event!();
         const INSERT_AND_NOTIFY: &str = concat!(
             "WITH e AS (",
             insert_event!(),
-            " RETURNING id) SELECT e.id FROM e CROSS JOIN LATERAL pg_notify($9, $10) AS n"
+            " RETURNING id) SELECT e.id FROM e CROSS JOIN LATERAL pg_notify($11, $12) AS n"
         );
         let json = |v: &Option<serde_json::Value>| v.as_ref().map(ToString::to_string);
-        let query = sqlx::query(if announcement.is_some() {
+        let query = sqlx::query(if notify.is_some() {
             INSERT_AND_NOTIFY
         } else {
             INSERT
@@ -497,8 +503,10 @@ impl Tx {
         .bind(&event.target_id)
         .bind(json(&event.before))
         .bind(json(&event.after))
-        .bind(event.request_id.as_deref());
-        let query = match announcement {
+        .bind(event.request_id.as_deref())
+        .bind(self.revision)
+        .bind(changed);
+        let query = match notify {
             Some(payload) => query.bind(revision::CHANNEL).bind(payload),
             None => query,
         };

@@ -8,20 +8,26 @@
 //! On Postgres the transaction's last statement queues `NOTIFY
 //! warden_revision` with its revision and what it changed ([`announce`]),
 //! delivered to every listening replica at commit, in commit order (never
-//! for a transaction that rolls back). A poll of the counter backs that up
-//! (and is the only channel between processes on SQLite, where replicas are
-//! processes sharing one file).
+//! for a transaction that rolls back). Its audit event records the same
+//! (columns `revision` and `changed`). A poll of the counter backs
+//! notifications up (and is the only channel between processes on SQLite,
+//! where replicas are processes sharing one file): it applies what it finds
+//! committed and not yet applied as the audit events written since its
+//! last read record it, so a missed notification spoils no more than it
+//! would have. Writers queue on the counter from their first statement, so
+//! event ids follow commit order.
 //!
 //! What a write changed is a set of entities (`User:u1`, `Asset:a7`...):
 //! every row it wrote belongs to one (a membership or grant to its user).
 //! A cached answer depends on the entities of its slice: the principal,
 //! the resource and the resource's ancestors. A write that names what it
 //! changed spoils only the answers that depend on one of those entities;
-//! a write that does not (an import) and a revision learnt only from the
-//! poll spoil everything. Writes of no decision's facts name nothing (API
-//! key creation, signing keys, policy reloads); an API key's revocation
-//! names the key (`ApiKey:<id>`), which each process's cache of verified
-//! keys depends on.
+//! a write that does not (an import), and a revision the poll finds with
+//! no record (written by an earlier Warden version, or beyond the
+//! [`CHANGES_READ`] events one poll reads), spoil everything. Writes of no decision's facts name
+//! nothing (API key creation, signing keys, policy reloads); an API key's
+//! revocation names the key (`ApiKey:<id>`), which each process's cache of
+//! verified keys depends on.
 //!
 //! A process keeps a `generation` clock, bumped by every invalidation, and
 //! stamps each changed entity (hashed into one of [`BUCKETS`]: two entities
@@ -37,13 +43,13 @@
 //! `applied`: every revision up to it has been applied here, so a check
 //! `at_least_as_fresh` a token up to `applied` may use the caches.
 //! Announcements can arrive out of order (this process's own commit before
-//! another replica's earlier one); `applied` waits for the missing one, and
-//! the poll applies whatever stays missing as a change to everything.
+//! another replica's earlier one); `applied` waits for the missing one,
+//! which the poll applies from its record if no announcement comes.
 
 use super::{Store, StoreError};
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -109,6 +115,10 @@ pub fn bucket(key: &str) -> u32 {
     u32::try_from(hasher.finish() % BUCKETS as u64).unwrap_or(0)
 }
 
+/// Most audit events one poll reads for what writes changed; revisions
+/// beyond them are applied as changes to everything.
+pub const CHANGES_READ: i64 = 10_000;
+
 /// What one committed write changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Changed {
@@ -172,9 +182,9 @@ pub struct Revisions {
     /// Revisions above `applied` applied out of order; held while a lower
     /// one is missing. The lock also serializes invalidations.
     early: Mutex<BTreeSet<i64>>,
-    /// Whether the Postgres listener is connected (the poll then leaves a
-    /// revision to its announcement for one interval).
-    listening: AtomicBool,
+    /// The last audit event whose recorded change this process has read
+    /// (-1 until the first read).
+    events_read: AtomicI64,
 }
 
 impl Default for Revisions {
@@ -186,7 +196,7 @@ impl Default for Revisions {
             everything: AtomicU64::new(0),
             stamps: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             early: Mutex::new(BTreeSet::new()),
-            listening: AtomicBool::new(false),
+            events_read: AtomicI64::new(-1),
         }
     }
 }
@@ -307,33 +317,101 @@ impl Store {
             .map_err(|e| StoreError::Query(e.to_string()))
     }
 
+    /// What the committed writes recorded in the audit events after event
+    /// `after` changed, by revision (at most [`CHANGES_READ`] events), and
+    /// the last event read. A write whose event records no change changed
+    /// everything.
+    pub async fn recorded_changes(
+        &self,
+        after: i64,
+    ) -> Result<(i64, Vec<(i64, Changed)>), StoreError> {
+        use sqlx::Row;
+        let rows =
+            sqlx::query("SELECT id, changed FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(CHANGES_READ)
+                .fetch_all(self.pool())
+                .await?;
+        let mut last = after;
+        let mut changes = Vec::new();
+        for row in &rows {
+            last = row
+                .try_get("id")
+                .map_err(|e| StoreError::Query(e.to_string()))?;
+            let changed: Option<String> = row
+                .try_get("changed")
+                .map_err(|e| StoreError::Query(e.to_string()))?;
+            match changed.as_deref().map(read_announcement) {
+                None => {}
+                Some(Some(change)) => changes.push(change),
+                Some(None) => tracing::warn!(event = last, "unreadable change record"),
+            }
+        }
+        Ok((last, changes))
+    }
+
+    /// The last audit event, before following revisions: what was written
+    /// before this process started needs no reading.
+    async fn last_event(&self) -> Result<i64, StoreError> {
+        use sqlx::Row;
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM audit_events")
+            .fetch_one(self.pool())
+            .await?;
+        row.try_get::<i64, _>("last")
+            .map_err(|e| StoreError::Query(e.to_string()))
+    }
+
+    /// Applies every revision up to `revision` (read committed): what the
+    /// audit events written since the last read record each write changed,
+    /// and the rest as changes to everything.
+    async fn apply_committed(&self, revision: i64) {
+        if revision <= self.revisions.applied() {
+            return;
+        }
+        let after = self.revisions.events_read.load(Ordering::SeqCst);
+        if after < 0 {
+            // The first time: start reading after the last event so far.
+            // What came before is applied as a change to everything, once
+            // (this process's caches started empty).
+            match self.last_event().await {
+                Ok(last) => {
+                    self.revisions.events_read.fetch_max(last, Ordering::SeqCst);
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot read the last audit event"),
+            }
+            self.revisions.catch_up(revision);
+            return;
+        }
+        match self.recorded_changes(after).await {
+            Ok((last, changes)) => {
+                for (committed, changed) in changes {
+                    self.revisions.apply(committed, &changed);
+                }
+                self.revisions.events_read.fetch_max(last, Ordering::SeqCst);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the recorded changes"),
+        }
+        self.revisions.catch_up(revision);
+    }
+
     /// Follows other processes' writes: LISTEN on Postgres, and a poll of
     /// the counter every [`poll_interval`] on both backends.
     ///
-    /// The poll applies every revision it reads that was not announced as
-    /// a change to everything. While the listener is connected it waits
-    /// one interval first (it applies the revision read at the previous
-    /// tick), so that announcements, which name what changed, arrive
-    /// first: a revision whose announcement is lost is applied within two
-    /// intervals.
+    /// The poll applies every revision it finds committed and not yet
+    /// applied as the audit events record it: only the cached answers that
+    /// depend on what it changed go, as with its announcement (on SQLite,
+    /// the only channel between processes). A revision whose event records
+    /// no change (an import, a write by an earlier version) is a change to
+    /// everything.
     pub fn follow_revisions(&self) {
         let store = self.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(poll_interval(store.backend()));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut previous: Option<i64> = None;
             loop {
                 every.tick().await;
                 match store.current_revision().await {
-                    Ok(revision) => {
-                        let listening = store.revisions.listening.load(Ordering::SeqCst);
-                        let due = match previous {
-                            Some(earlier) if listening => earlier,
-                            _ => revision,
-                        };
-                        store.revisions.catch_up(due);
-                        previous = Some(revision);
-                    }
+                    Ok(revision) => store.apply_committed(revision).await,
                     Err(e) => tracing::debug!(error = %e, "cannot poll the revision"),
                 }
             }
@@ -354,14 +432,13 @@ impl Store {
                         tracing::warn!(error = %e, "cannot LISTEN for revisions");
                     } else {
                         backoff = Duration::from_millis(100);
-                        self.revisions.listening.store(true, Ordering::SeqCst);
                         metrics::gauge!("warden_revision_listening").set(1.0);
                         tracing::debug!("listening for revisions");
                         // Revisions committed before LISTEN took effect are
                         // never announced here: apply them now, not at the
-                        // poll's next ticks.
+                        // poll's next tick.
                         match self.current_revision().await {
-                            Ok(revision) => self.revisions.catch_up(revision),
+                            Ok(revision) => self.apply_committed(revision).await,
                             Err(e) => tracing::debug!(error = %e, "cannot read the revision"),
                         }
                         loop {
@@ -377,7 +454,6 @@ impl Store {
                                     }
                                 }
                                 Err(e) => {
-                                    self.revisions.listening.store(false, Ordering::SeqCst);
                                     metrics::gauge!("warden_revision_listening").set(0.0);
                                     tracing::warn!(error = %e, "revision listener lost its connection; polling until it is back");
                                     break;
