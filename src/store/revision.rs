@@ -307,14 +307,22 @@ impl Store {
         &self.revisions
     }
 
-    /// The committed revision, read from the database.
-    pub async fn current_revision(&self) -> Result<i64, StoreError> {
+    /// The committed revision and the last audit event, read together (in
+    /// one snapshot: every event up to that one belongs to a revision up to
+    /// that one).
+    pub async fn committed(&self) -> Result<(i64, i64), StoreError> {
         use sqlx::Row;
-        let row = sqlx::query("SELECT value FROM warden_revision WHERE id = 1")
-            .fetch_one(self.pool())
-            .await?;
-        row.try_get::<i64, _>("value")
-            .map_err(|e| StoreError::Query(e.to_string()))
+        let row = sqlx::query(
+            "SELECT value, (SELECT COALESCE(MAX(id), 0) FROM audit_events) AS last_event \
+             FROM warden_revision WHERE id = 1",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        let get = |column: &str| {
+            row.try_get::<i64, _>(column)
+                .map_err(|e| StoreError::Query(e.to_string()))
+        };
+        Ok((get("value")?, get("last_event")?))
     }
 
     /// What the committed writes recorded in the audit events after event
@@ -350,48 +358,34 @@ impl Store {
         Ok((last, changes))
     }
 
-    /// The last audit event, before following revisions: what was written
-    /// before this process started needs no reading.
-    async fn last_event(&self) -> Result<i64, StoreError> {
-        use sqlx::Row;
-        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM audit_events")
-            .fetch_one(self.pool())
-            .await?;
-        row.try_get::<i64, _>("last")
-            .map_err(|e| StoreError::Query(e.to_string()))
-    }
-
-    /// Applies every revision up to `revision` (read committed): what the
-    /// audit events written since the last read record each write changed,
-    /// and the rest as changes to everything.
-    async fn apply_committed(&self, revision: i64) {
-        if revision <= self.revisions.applied() {
-            return;
-        }
-        let after = self.revisions.events_read.load(Ordering::SeqCst);
-        if after < 0 {
-            // The first time: start reading after the last event so far.
-            // What came before is applied as a change to everything, once
-            // (this process's caches started empty).
-            match self.last_event().await {
-                Ok(last) => {
-                    self.revisions.events_read.fetch_max(last, Ordering::SeqCst);
-                }
-                Err(e) => tracing::debug!(error = %e, "cannot read the last audit event"),
-            }
-            self.revisions.catch_up(revision);
+    /// Applies every revision up to `revision` (committed, with
+    /// `last_event` the last audit event then): what the audit events
+    /// written since the last read record each write changed, and the rest
+    /// as changes to everything.
+    async fn apply_committed(&self, (revision, last_event): (i64, i64)) {
+        let revisions = &self.revisions;
+        let after = revisions.events_read.load(Ordering::SeqCst);
+        if after < 0 || revision <= revisions.applied() {
+            // Nothing to read: every revision up to this one is applied
+            // (or, the first time, applied now as a change to everything:
+            // this process's caches started empty). Later reads start
+            // after this event.
+            revisions.catch_up(revision);
+            revisions
+                .events_read
+                .fetch_max(last_event, Ordering::SeqCst);
             return;
         }
         match self.recorded_changes(after).await {
             Ok((last, changes)) => {
                 for (committed, changed) in changes {
-                    self.revisions.apply(committed, &changed);
+                    revisions.apply(committed, &changed);
                 }
-                self.revisions.events_read.fetch_max(last, Ordering::SeqCst);
+                revisions.events_read.fetch_max(last, Ordering::SeqCst);
             }
             Err(e) => tracing::debug!(error = %e, "cannot read the recorded changes"),
         }
-        self.revisions.catch_up(revision);
+        revisions.catch_up(revision);
     }
 
     /// Follows other processes' writes: LISTEN on Postgres, and a poll of
@@ -410,8 +404,8 @@ impl Store {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                match store.current_revision().await {
-                    Ok(revision) => store.apply_committed(revision).await,
+                match store.committed().await {
+                    Ok(committed) => store.apply_committed(committed).await,
                     Err(e) => tracing::debug!(error = %e, "cannot poll the revision"),
                 }
             }
@@ -437,8 +431,8 @@ impl Store {
                         // Revisions committed before LISTEN took effect are
                         // never announced here: apply them now, not at the
                         // poll's next tick.
-                        match self.current_revision().await {
-                            Ok(revision) => self.apply_committed(revision).await,
+                        match self.committed().await {
+                            Ok(committed) => self.apply_committed(committed).await,
                             Err(e) => tracing::debug!(error = %e, "cannot read the revision"),
                         }
                         loop {

@@ -426,3 +426,89 @@ both_backends!(
     key_revocation,
     a_key_revoked_on_one_replica_stops_on_the_other
 );
+
+/// Commits a write straight to the database, with no notification (a
+/// notification lost, or another process on SQLite): it bumps the revision
+/// and writes an audit event recording `changed` (None: not named, a
+/// change to everything). Its revision.
+async fn write_without_notification(app: &TestApp, changed: Option<&[&str]>) -> i64 {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::AnyConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let revision: i64 =
+        sqlx::query("UPDATE warden_revision SET value = value + 1 WHERE id = 1 RETURNING value")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap()
+            .get(0);
+    let record = changed.map(|keys| json!({"revision": revision, "changed": keys}).to_string());
+    sqlx::query(
+        "INSERT INTO audit_events (at, actor, action, target_type, target_id, revision, changed) \
+         VALUES (0, 'test', 'test.write', 'test', 'test', $1, $2)",
+    )
+    .bind(revision)
+    .bind(record)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    revision
+}
+
+/// Whether bob's check on `app` (allowed) was answered from a cache.
+async fn cached(app: &TestApp) -> bool {
+    let before = app.state.store.fact_loads();
+    assert_eq!(check(app, None).await.0, "allow");
+    app.state.store.fact_loads() == before
+}
+
+/// Waits until `app` has applied `revision`.
+async fn applied(app: &TestApp, revision: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.store.revisions().applied() < revision {
+        assert!(
+            Instant::now() < deadline,
+            "the poll never applied {revision}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A revision heard of only by the poll is applied as its audit event
+/// records it: a write naming someone else leaves bob's cached answer
+/// cached, one naming bob spoils it, one naming nothing spoils everything.
+async fn the_poll_applies_what_each_write_recorded(db: Db) {
+    let app = crate::common::spawn_app(db).await;
+    let owner = app.anonymous().await;
+    app.import(&json!({
+        "users": [{"id": "bob", "kind": "registered"}],
+        "assets": [{"id": "a", "project": owner.project}],
+        "memberships": [{"user": "bob", "scope": "workspace", "id": owner.workspace, "role": "editor"}]
+    }))
+    .await;
+    assert_eq!(check(&app, None).await.0, "allow");
+    assert!(cached(&app).await);
+
+    let revision = write_without_notification(&app, Some(&["User:carl"])).await;
+    applied(&app, revision).await;
+    assert!(cached(&app).await, "a write about carl leaves bob's answer");
+
+    let revision = write_without_notification(&app, Some(&["User:bob"])).await;
+    applied(&app, revision).await;
+    assert!(!cached(&app).await, "a write about bob spoils it");
+    assert!(cached(&app).await);
+
+    let revision = write_without_notification(&app, None).await;
+    applied(&app, revision).await;
+    assert!(
+        !cached(&app).await,
+        "a write naming nothing spoils everything"
+    );
+}
+
+both_backends!(
+    poll_reads_records,
+    the_poll_applies_what_each_write_recorded
+);
