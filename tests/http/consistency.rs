@@ -54,6 +54,19 @@ async fn check_as(app: &TestApp, user: &str, consistency: Option<Value>) -> (Str
     (body["decision"].as_str().unwrap().to_string(), revision)
 }
 
+/// An anonymous owner's workspace on `app` with asset `a`, which bob
+/// (registered) may edit as a workspace editor; the owner.
+async fn bob_edits(app: &TestApp) -> crate::common::identity::Anonymous {
+    let owner = app.anonymous().await;
+    app.import(&json!({
+        "users": [{"id": "bob", "kind": "registered"}],
+        "assets": [{"id": "a", "project": owner.project}],
+        "memberships": [{"user": "bob", "scope": "workspace", "id": owner.workspace, "role": "editor"}]
+    }))
+    .await;
+    owner
+}
+
 /// The `Warden-Revision` header of a response.
 fn revision_of(resp: &reqwest::Response) -> i64 {
     resp.headers()["warden-revision"]
@@ -245,18 +258,12 @@ both_backends!(
 /// A write spoils only the cached answers that depend on what it changed:
 /// after another user's workspace is created, a cached answer about bob is
 /// still served from the cache, here and on the other replica (which hears
-/// what changed by notification on Postgres, and from the write's change
-/// record in the audit events by its poll on SQLite), even for a check at least as fresh as
+/// what changed by notification on Postgres, and by its poll from the
+/// write's audit event on SQLite), even for a check at least as fresh as
 /// that write; a write about bob spoils his answers at once.
 async fn writes_spoil_only_the_answers_that_depend_on_them(db: Db) {
     let (a, b, _dir) = two_servers(db).await;
-    let owner = a.anonymous().await;
-    a.import(&json!({
-        "users": [{"id": "bob", "kind": "registered"}],
-        "assets": [{"id": "a", "project": owner.project}],
-        "memberships": [{"user": "bob", "scope": "workspace", "id": owner.workspace, "role": "editor"}]
-    }))
-    .await;
+    let owner = bob_edits(&a).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while check(&b, None).await.0 != "allow" {
         assert!(Instant::now() < deadline, "B never saw A's import");
@@ -354,13 +361,7 @@ async fn check_with_key(app: &TestApp, key: &str) -> u16 {
 /// writes spoil no cached decision.
 async fn a_key_revoked_on_one_replica_stops_on_the_other(db: Db) {
     let (a, b, _dir) = two_servers(db).await;
-    let owner = a.anonymous().await;
-    a.import(&json!({
-        "users": [{"id": "bob", "kind": "registered"}],
-        "assets": [{"id": "a", "project": owner.project}],
-        "memberships": [{"user": "bob", "scope": "workspace", "id": owner.workspace, "role": "editor"}]
-    }))
-    .await;
+    bob_edits(&a).await;
     assert_eq!(check(&a, None).await.0, "allow");
 
     // A key made on A: it works on both, and each now holds it verified.
@@ -481,13 +482,7 @@ async fn applied(app: &TestApp, revision: i64) {
 /// cached, one naming bob spoils it, one naming nothing spoils everything.
 async fn the_poll_applies_what_each_write_recorded(db: Db) {
     let app = crate::common::spawn_app(db).await;
-    let owner = app.anonymous().await;
-    app.import(&json!({
-        "users": [{"id": "bob", "kind": "registered"}],
-        "assets": [{"id": "a", "project": owner.project}],
-        "memberships": [{"user": "bob", "scope": "workspace", "id": owner.workspace, "role": "editor"}]
-    }))
-    .await;
+    bob_edits(&app).await;
     assert_eq!(check(&app, None).await.0, "allow");
     assert!(cached(&app).await);
 
