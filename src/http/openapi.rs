@@ -60,6 +60,9 @@ pub struct AuditEntry {
     pub after: serde_json::Value,
     /// The HTTP request that made the change.
     pub request_id: Option<String>,
+    /// The store revision of the write (the `Warden-Revision` its response
+    /// carried); null for events written before Warden recorded it.
+    pub revision: Option<i64>,
 }
 
 /// Errors of the routes an app calls with its API key.

@@ -7,10 +7,9 @@
 //! losers' inserts find the row, roll back and retry, reading the winner's
 //! user), and refresh is a compare-and-set on the stored token hash.
 
-use super::{now_millis, opt_text, revision, text, values_list, Store, StoreError, Tx};
+use super::{now_millis, opt_i64, opt_text, revision, text, values_list, Store, StoreError, Tx};
 use crate::audit::{Actor, AuditEvent};
 use serde_json::{json, Value};
-use sqlx::Row;
 use std::collections::HashMap;
 
 /// A signing key as stored. `Debug` prints no private key.
@@ -127,11 +126,6 @@ const CHUNK: usize = 500;
 /// Ids listed per kind in an audit event; counts are always complete.
 const AUDIT_IDS: usize = 1000;
 
-fn i64_of(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<i64>, StoreError> {
-    row.try_get::<Option<i64>, _>(column)
-        .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
-}
-
 fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
@@ -154,9 +148,9 @@ impl Store {
                 kid: text(row, "kid")?,
                 private_key: text(row, "private_key")?,
                 public_jwk: text(row, "public_jwk")?,
-                created_at: i64_of(row, "created_at")?.unwrap_or_default(),
-                signs_from: i64_of(row, "signs_from")?.unwrap_or_default(),
-                retired_at: i64_of(row, "retired_at")?,
+                created_at: opt_i64(row, "created_at")?.unwrap_or_default(),
+                signs_from: opt_i64(row, "signs_from")?.unwrap_or_default(),
+                retired_at: opt_i64(row, "retired_at")?,
             });
         }
         Ok(keys)

@@ -11,7 +11,9 @@
 //! saw, and refuse with a conflict if it moved meanwhile.
 
 use super::facts::FactKeys;
-use super::{id, now_millis, opt_text, parse, revision, text, Backend, Store, StoreError, Tx};
+use super::{
+    id, now_millis, opt_i64, opt_text, parse, revision, text, Backend, Store, StoreError, Tx,
+};
 use crate::audit::{Actor, AuditEvent};
 use crate::domain::{
     AssetRecord, GrantRecord, Id, MembershipRecord, Permission, ProjectRecord, Role, Scope,
@@ -665,7 +667,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Value>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, at, actor, action, before, after, request_id FROM audit_events \
+            "SELECT id, at, actor, action, before, after, request_id, revision FROM audit_events \
              WHERE target_type = $1 AND target_id = $2 AND id > $3 ORDER BY id LIMIT $4",
         )
         .bind(target_type)
@@ -688,6 +690,7 @@ impl Store {
                 "before": parse_json(opt_text(row, "before")?),
                 "after": parse_json(opt_text(row, "after")?),
                 "request_id": opt_text(row, "request_id")?,
+                "revision": opt_i64(row, "revision")?,
             }));
         }
         Ok(out)

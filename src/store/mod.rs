@@ -270,44 +270,6 @@ impl Store {
             .map_err(|e| StoreError::Query(e.to_string()))
     }
 
-    /// The audit events of one target, oldest first (at most `limit`).
-    pub async fn audit_events_for(
-        &self,
-        target_type: &str,
-        target_id: &str,
-        limit: i64,
-    ) -> Result<Vec<serde_json::Value>, StoreError> {
-        use sqlx::Row;
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, before, after, request_id FROM audit_events \
-             WHERE target_type = $1 AND target_id = $2 ORDER BY id LIMIT $3",
-        )
-        .bind(target_type)
-        .bind(target_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let parse = |v: Option<String>| {
-            v.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .unwrap_or(serde_json::Value::Null)
-        };
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            events.push(serde_json::json!({
-                "id": row.try_get::<i64, _>("id").map_err(|e| StoreError::Query(e.to_string()))?,
-                "at": row.try_get::<i64, _>("at").map_err(|e| StoreError::Query(e.to_string()))?,
-                "actor": text(row, "actor")?,
-                "action": text(row, "action")?,
-                "target_type": target_type,
-                "target_id": target_id,
-                "before": parse(opt_text(row, "before")?),
-                "after": parse(opt_text(row, "after")?),
-                "request_id": opt_text(row, "request_id")?,
-            }));
-        }
-        Ok(events)
-    }
-
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -546,6 +508,13 @@ pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
 pub(crate) fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
     use sqlx::Row;
     row.try_get::<Option<String>, _>(column)
+        .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
+}
+
+/// A nullable integer column.
+pub(crate) fn opt_i64(row: &AnyRow, column: &str) -> Result<Option<i64>, StoreError> {
+    use sqlx::Row;
+    row.try_get::<Option<i64>, _>(column)
         .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
 }
 

@@ -60,7 +60,7 @@ async fn anonymous_user_owns_a_private_workspace_and_project(db: Db) {
     let events = app
         .state
         .store
-        .audit_events_for("user", &anon.user_id, 10)
+        .audit_page("user", &anon.user_id, 0, 10)
         .await
         .expect("audit");
     assert_eq!(events[0]["action"], "anonymous.create");
@@ -151,7 +151,7 @@ async fn refresh_accepts_only_the_last_token(db: Db) {
     let events = app
         .state
         .store
-        .audit_events_for("user", &anon.user_id, 10)
+        .audit_page("user", &anon.user_id, 0, 10)
         .await
         .expect("audit");
     let refreshes = events
@@ -314,7 +314,7 @@ async fn rotation_signs_with_the_new_key_and_keeps_the_old_one_published(db: Db)
     let events = app
         .state
         .store
-        .audit_events_for("signing_key", &new_kid, 10)
+        .audit_page("signing_key", &new_kid, 0, 10)
         .await
         .expect("audit");
     assert_eq!(events[0]["action"], "signing_key.rotate");

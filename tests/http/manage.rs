@@ -807,6 +807,7 @@ async fn listings_page_through_what_the_caller_may_read_and_never_public_links(d
     assert_eq!(status, 200);
     assert_eq!(trail["items"][0]["action"], "asset.create");
     assert_eq!(trail["items"][0]["actor"], format!("user:{}", alice.id));
+    let created_at = trail["items"][0]["revision"].as_i64().expect("a revision");
     assert_eq!(
         trail["items"][0]["request_id"].as_str().map(str::len),
         Some(36),
@@ -822,6 +823,8 @@ async fn listings_page_through_what_the_caller_may_read_and_never_public_links(d
         )
         .await;
     assert_eq!(trail["items"][0]["action"], "grant.put");
+    // Each event carries the revision of its write, in commit order.
+    assert!(trail["items"][0]["revision"].as_i64().expect("a revision") > created_at);
 }
 
 both_backends!(

@@ -29,7 +29,7 @@ async fn export(app: &TestApp) -> Value {
 async fn actions_for(app: &TestApp, user: &str) -> Vec<Value> {
     app.state
         .store
-        .audit_events_for("user", user, 100)
+        .audit_page("user", user, 0, 100)
         .await
         .expect("audit")
 }
