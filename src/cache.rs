@@ -42,21 +42,30 @@ pub enum Consistency {
     FullyConsistent,
 }
 
+/// A cached value, with the cache generation before its facts were read
+/// and the buckets of the entities it depends on (`store::revision`).
 #[derive(Clone)]
-struct Tagged<T> {
+pub struct Tagged<T> {
     generation: u64,
     /// Buckets of the entities the value depends on.
     depends_on: Box<[u32]>,
-    value: T,
+    /// The value.
+    pub value: T,
 }
 
 impl<T> Tagged<T> {
-    fn new(generation: u64, depends_on: Box<[u32]>, value: T) -> Self {
+    /// `value`, read in `generation`, depending on `depends_on`.
+    pub fn new(generation: u64, depends_on: Box<[u32]>, value: T) -> Self {
         Tagged {
             generation,
             depends_on,
             value,
         }
+    }
+
+    /// Whether nothing it depends on changed since it was read.
+    pub fn current(&self, revisions: &Revisions) -> bool {
+        revisions.current(self.generation, &self.depends_on)
     }
 
     fn bytes(&self) -> usize {
@@ -131,14 +140,14 @@ impl Caches {
     fn get_decision(&self, key: &str, revisions: &Revisions) -> Option<Verdict> {
         self.decisions
             .get(key)
-            .filter(|t| revisions.current(t.generation, &t.depends_on))
+            .filter(|t| t.current(revisions))
             .map(|t| t.value)
     }
 
     fn get_slice(&self, key: &str, revisions: &Revisions) -> Option<Arc<World>> {
         self.slices
             .get(key)
-            .filter(|t| revisions.current(t.generation, &t.depends_on))
+            .filter(|t| t.current(revisions))
             .map(|t| t.value)
     }
 }

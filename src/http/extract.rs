@@ -3,7 +3,9 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::cache::Tagged;
 use crate::store::api_keys::{hash_key, ApiKey};
+use crate::store::revision;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -154,7 +156,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         if let Some(cached) = state.key_cache.get(&hash) {
             if cached.current(revisions) {
                 return Ok(Caller {
-                    key: cached.key,
+                    key: cached.value,
                     request_id,
                 });
             }
@@ -167,9 +169,10 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown or revoked API key"))?;
         let key = Arc::new(key);
+        let depends_on = [revision::bucket(&revision::api_key(&key.id))].into();
         state
             .key_cache
-            .insert(hash, super::VerifiedKey::new(key.clone(), generation));
+            .insert(hash, Tagged::new(generation, depends_on, key.clone()));
         Ok(Caller { key, request_id })
     }
 }

@@ -74,40 +74,14 @@ pub fn default_batch_budget_kib() -> u32 {
         .max(1024)
 }
 
-/// A verified API key, with the cache generation before it was read: it
-/// counts while no write naming it (a revocation) has been applied since.
-#[derive(Clone)]
-pub struct VerifiedKey {
-    /// The key's record.
-    pub key: Arc<ApiKey>,
-    generation: u64,
-    bucket: u32,
-}
-
-impl VerifiedKey {
-    /// `key`, read from the store in `generation`.
-    pub fn new(key: Arc<ApiKey>, generation: u64) -> Self {
-        let bucket = crate::store::revision::bucket(&crate::store::revision::api_key(&key.id));
-        VerifiedKey {
-            key,
-            generation,
-            bucket,
-        }
-    }
-
-    /// Whether no write that names this key has been applied since it was read.
-    pub fn current(&self, revisions: &crate::store::revision::Revisions) -> bool {
-        revisions.current(self.generation, &[self.bucket])
-    }
-}
-
 /// What every handler shares.
 pub struct AppState {
     /// The database.
     pub store: Store,
     engine: ArcSwap<PolicyEngine>,
-    /// Verified API keys by hash, for at most [`KEY_CACHE_TTL`].
-    pub key_cache: moka::sync::Cache<String, VerifiedKey>,
+    /// Verified API keys by hash, for at most [`KEY_CACHE_TTL`]; each
+    /// depends on its `ApiKey:<id>` (a revocation spoils it).
+    pub key_cache: moka::sync::Cache<String, crate::cache::Tagged<Arc<ApiKey>>>,
     /// The URL apps reach Warden at (AuthZEN metadata).
     pub public_url: String,
     /// Prometheus metrics.

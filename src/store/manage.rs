@@ -12,7 +12,8 @@
 
 use super::facts::FactKeys;
 use super::{
-    id, now_millis, opt_i64, opt_text, parse, revision, text, Backend, Store, StoreError, Tx,
+    i64_of, id, now_millis, opt_i64, opt_text, parse, revision, text, Backend, Store, StoreError,
+    Tx,
 };
 use crate::audit::{Actor, AuditEvent};
 use crate::domain::{
@@ -209,11 +210,6 @@ fn invite_status(row: &sqlx::any::AnyRow, now: i64) -> Result<&'static str, Stor
     } else {
         "pending"
     })
-}
-
-fn i64_of(row: &sqlx::any::AnyRow, column: &str) -> Result<i64, StoreError> {
-    row.try_get::<i64, _>(column)
-        .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
 }
 
 /// The first arms of an unscoped candidate query on Postgres: every

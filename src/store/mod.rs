@@ -411,10 +411,14 @@ impl Tx {
     /// for replicas that hear of the revision only by their poll.
     pub async fn commit(mut self, event: AuditEvent) -> Result<(), StoreError> {
         let announcement = revision::announce(self.revision, &self.changed);
-        let changed =
-            matches!(self.changed, revision::Changed::Entities(_)).then(|| announcement.clone());
-        let notify = (self.backend == Backend::Postgres).then_some(announcement);
-        self.write_audit(event, changed, notify).await?;
+        let named = matches!(self.changed, revision::Changed::Entities(_));
+        let postgres = self.backend == Backend::Postgres;
+        self.write_audit(
+            event,
+            named.then_some(announcement.as_str()),
+            postgres.then_some(announcement.as_str()),
+        )
+        .await?;
         self.inner.commit().await?;
         self.revisions.apply(self.revision, &self.changed);
         Ok(())
@@ -435,8 +439,8 @@ impl Tx {
     async fn write_audit(
         &mut self,
         event: AuditEvent,
-        changed: Option<String>,
-        notify: Option<String>,
+        changed: Option<&str>,
+        notify: Option<&str>,
     ) -> Result<(), StoreError> {
         /// The insert, written once for both statements below.
         macro_rules! insert_event {
@@ -508,6 +512,13 @@ pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
 pub(crate) fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
     use sqlx::Row;
     row.try_get::<Option<String>, _>(column)
+        .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
+}
+
+/// An integer column.
+pub(crate) fn i64_of(row: &AnyRow, column: &str) -> Result<i64, StoreError> {
+    use sqlx::Row;
+    row.try_get::<i64, _>(column)
         .map_err(|e| StoreError::Query(format!("column {column}: {e}")))
 }
 

@@ -46,7 +46,7 @@
 //! another replica's earlier one); `applied` waits for the missing one,
 //! which the poll applies from its record if no announcement comes.
 
-use super::{Store, StoreError};
+use super::{i64_of, opt_text, Store, StoreError};
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -311,18 +311,13 @@ impl Store {
     /// one snapshot: every event up to that one belongs to a revision up to
     /// that one).
     pub async fn committed(&self) -> Result<(i64, i64), StoreError> {
-        use sqlx::Row;
         let row = sqlx::query(
             "SELECT value, (SELECT COALESCE(MAX(id), 0) FROM audit_events) AS last_event \
              FROM warden_revision WHERE id = 1",
         )
         .fetch_one(self.pool())
         .await?;
-        let get = |column: &str| {
-            row.try_get::<i64, _>(column)
-                .map_err(|e| StoreError::Query(e.to_string()))
-        };
-        Ok((get("value")?, get("last_event")?))
+        Ok((i64_of(&row, "value")?, i64_of(&row, "last_event")?))
     }
 
     /// What the committed writes recorded in the audit events after event
@@ -333,7 +328,6 @@ impl Store {
         &self,
         after: i64,
     ) -> Result<(i64, Vec<(i64, Changed)>), StoreError> {
-        use sqlx::Row;
         let rows =
             sqlx::query("SELECT id, changed FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2")
                 .bind(after)
@@ -343,13 +337,8 @@ impl Store {
         let mut last = after;
         let mut changes = Vec::new();
         for row in &rows {
-            last = row
-                .try_get("id")
-                .map_err(|e| StoreError::Query(e.to_string()))?;
-            let changed: Option<String> = row
-                .try_get("changed")
-                .map_err(|e| StoreError::Query(e.to_string()))?;
-            match changed.as_deref().map(read_announcement) {
+            last = i64_of(row, "id")?;
+            match opt_text(row, "changed")?.as_deref().map(read_announcement) {
                 None => {}
                 Some(Some(change)) => changes.push(change),
                 Some(None) => tracing::warn!(event = last, "unreadable change record"),
