@@ -523,13 +523,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .map_or_else(|| settings.listen.to_string(), |a| a.to_string());
     tracing::info!(%addr, database = %redact_url(&settings.database_url), "warden listening");
     eprintln!("warden: listening on http://{addr}");
-    match app.run(shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(StartError::Io {
-            what: "serve HTTP".into(),
-            source: e,
-        }),
-    }
+    app.run(shutdown_signal()).await;
+    ExitCode::SUCCESS
 }
 
 /// Creates the data folder and opens (and migrates) the database for a

@@ -354,10 +354,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         reload_on_sighup(self.state.clone());
         // Hear of other replicas' writes (NOTIFY, and a poll behind it).
         self.state.store.follow_revisions();
@@ -368,12 +365,6 @@ impl Application {
             None
         };
         prune_rate_limits(self.state.clone());
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        crate::http::serve::serve(self.listener, self.router, shutdown).await;
     }
 }

@@ -13,6 +13,7 @@ pub mod manage;
 pub mod openapi;
 pub mod ops;
 pub mod search;
+pub mod serve;
 
 use crate::policy::PolicyEngine;
 use crate::store::api_keys::ApiKey;

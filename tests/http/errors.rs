@@ -9,6 +9,7 @@ use crate::common::{spawn_app, Db, TestApp};
 use reqwest::header::HeaderValue;
 use reqwest::Method;
 use serde_json::{json, Value};
+use warden::http::serve::READ_BUFFER;
 use warden::http::DECISION_BODY_LIMIT;
 
 fn world() -> Value {
@@ -1087,4 +1088,31 @@ async fn scope_is_checked_before_the_body_is_read() {
     assert_eq!(resp.status().as_u16(), 403);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["decision"], "deny");
+}
+
+/// hyper's read buffer is bounded per connection (`warden::http::serve`):
+/// a request head must fit in it. A head of half the bound is read; one
+/// larger than the bound is refused with 431 before any handler runs (with
+/// hyper's default bound, about 408 KiB, it would have been read).
+#[tokio::test]
+async fn request_heads_over_the_read_buffer_are_431() {
+    let app = spawn_app(Db::Sqlite).await;
+    app.import(&world()).await;
+    let check = |padding: usize| {
+        app.client
+            .post(format!("{}/v1/check", app.base))
+            .bearer_auth(&app.admin_key)
+            .header("x-padding", "a".repeat(padding))
+            .json(&ok_check())
+            .send()
+    };
+    let response = check(READ_BUFFER / 2).await.expect("request sent");
+    assert_eq!(response.status().as_u16(), 200, "a head within the bound");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["decision"], "allow", "{body}");
+    let response = check(READ_BUFFER + 16 * 1024).await.expect("request sent");
+    assert_eq!(response.status().as_u16(), 431, "a head over the bound");
+    // The server goes on serving.
+    let response = check(0).await.expect("request sent");
+    assert_eq!(response.status().as_u16(), 200);
 }
