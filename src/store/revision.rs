@@ -14,8 +14,9 @@
 //! where replicas are processes sharing one file): it applies what it finds
 //! committed and not yet applied as the audit events written since its
 //! last read record it, so a missed notification spoils no more than it
-//! would have. Writers queue on the counter from their first statement, so
-//! event ids follow commit order.
+//! would have. Writers queue on the counter from their first statement,
+//! and audit events are inserted only by write transactions, so event ids
+//! follow commit order (test `consistency::audit_order`).
 //!
 //! What a write changed is a set of entities (`User:u1`, `Asset:a7`...):
 //! every row it wrote belongs to one (a membership or grant to its user).

@@ -491,3 +491,56 @@ both_backends!(
     poll_reads_records,
     the_poll_applies_what_each_write_recorded
 );
+
+/// The poll reads the writes' records in audit event id order, which must
+/// be commit order: every audit event is inserted by a write transaction,
+/// and writers queue on the revision counter from their first statement to
+/// their commit. Concurrent writes through two replicas (anonymous mints
+/// and imports): every event carries its write's revision, and revisions
+/// never decrease along the ids.
+async fn audit_events_are_numbered_in_commit_order(db: Db) {
+    use sqlx::{Connection, Row};
+    let (a, b, _dir) = two_servers(db).await;
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let client = app.client.clone();
+        let base = app.base.clone();
+        let key = app.admin_key.clone();
+        writes.spawn(async move {
+            let request = if i % 3 == 0 {
+                client.post(format!("{base}/api/auth/anonymous"))
+            } else {
+                let user = format!("u{i}");
+                client
+                    .post(format!("{base}/v1/admin/import"))
+                    .bearer_auth(key)
+                    .json(&json!({"users": [{"id": user, "kind": "registered"}]}))
+            };
+            let status = request.send().await.unwrap().status().as_u16();
+            assert!(status == 200 || status == 201, "write {i}: {status}");
+        });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.unwrap();
+    }
+    let mut conn = sqlx::AnyConnection::connect(&a.database_url).await.unwrap();
+    let revisions: Vec<Option<i64>> = sqlx::query("SELECT revision FROM audit_events ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(revisions.len() >= 24, "{revisions:?}");
+    let revisions: Vec<i64> = revisions
+        .into_iter()
+        .map(|r| r.expect("every event carries its write's revision"))
+        .collect();
+    assert!(
+        revisions.windows(2).all(|pair| pair[0] <= pair[1]),
+        "event ids out of commit order: {revisions:?}"
+    );
+}
+
+both_backends!(audit_order, audit_events_are_numbered_in_commit_order);
