@@ -104,6 +104,19 @@ pub struct ServeArgs {
     /// 1024.
     #[arg(long, env = "WARDEN_BATCH_BUDGET_KIB", value_parser = clap::value_parser!(u32).range(64..))]
     pub batch_budget_kib: Option<u32>,
+    /// Connections served at once; further ones wait, unaccepted, in the
+    /// listen queue until one closes. Bounds the memory of connections
+    /// (each buffers at most 64 KiB of its request) and their file
+    /// descriptors.
+    #[arg(long, env = "WARDEN_MAX_CONNECTIONS", default_value_t = crate::http::serve::MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a connection may take to send a request head, and may stay
+    /// idle between requests (keep-alive), before it is closed. The request
+    /// timeout starts once the head is read.
+    #[arg(long, env = "WARDEN_IDLE_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
     /// Do not watch the policy and schema folders for changes (reload with
     /// SIGHUP or the admin route instead).
     #[arg(long, env = "WARDEN_NO_WATCH")]
@@ -240,6 +253,8 @@ pub struct Settings {
     pub bench_endpoints: bool,
     /// KiB of batch bodies worked on at once.
     pub batch_budget_kib: u32,
+    /// Connections and their timeouts.
+    pub connections: crate::http::serve::Connections,
 }
 
 impl Settings {
@@ -273,6 +288,7 @@ impl Settings {
             watch_policies: false,
             bench_endpoints: false,
             batch_budget_kib: crate::http::default_batch_budget_kib(),
+            connections: crate::http::serve::Connections::default(),
         }
     }
 }
@@ -316,6 +332,10 @@ impl From<&ServeArgs> for Settings {
             batch_budget_kib: args
                 .batch_budget_kib
                 .unwrap_or_else(crate::http::default_batch_budget_kib),
+            connections: crate::http::serve::Connections {
+                max: args.max_connections,
+                idle_timeout: Duration::from_secs(args.idle_timeout),
+            },
         }
     }
 }

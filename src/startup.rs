@@ -58,6 +58,7 @@ pub struct Application {
     router: axum::Router,
     admin_key_file: Option<PathBuf>,
     watch_policies: bool,
+    connections: http::serve::Connections,
 }
 
 /// Opens and migrates the database at `url`.
@@ -335,6 +336,7 @@ impl Application {
             router,
             admin_key_file,
             watch_policies: settings.watch_policies,
+            connections: settings.connections,
         })
     }
 
@@ -365,6 +367,6 @@ impl Application {
             None
         };
         prune_rate_limits(self.state.clone());
-        crate::http::serve::serve(self.listener, self.router, shutdown).await;
+        http::serve::serve(self.listener, self.router, self.connections, shutdown).await;
     }
 }

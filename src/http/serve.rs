@@ -1,16 +1,18 @@
-//! The connection loop: `axum::serve`'s, with hyper's per-connection read
-//! buffer bounded.
+//! The connection loop: `axum::serve`'s (one task per connection, HTTP/1.1
+//! only, graceful shutdown), with what `axum::serve` does not let one set:
 //!
-//! hyper grows a connection's read buffer while reads fill it, up to about
-//! 408 KiB, and keeps it for as long as the connection lives. A client that
-//! sent one 100 KB batch body leaves its idle keep-alive connection holding
-//! that much. Measured with 1,000 connections each sending 1,000-request
-//! batches: peak memory 354-359 MB with hyper's bound, 162-176 MB with
-//! this one, at the same throughput.
-//!
-//! `axum::serve` does not expose hyper's settings, so this is its loop (one
-//! task per connection, HTTP/1.1 only as before, graceful shutdown) with
-//! [`READ_BUFFER`] as the bound.
+//! - **A bound on each connection's read buffer** ([`READ_BUFFER`]). hyper
+//!   grows a connection's buffer while reads fill it, up to about 408 KiB,
+//!   and a keep-alive connection that carried one 100 KB batch body keeps
+//!   what it grew. Measured with 1,000 connections each sending
+//!   1,000-request batches: peak memory 354-359 MB with hyper's bound,
+//!   162-176 MB with this one, at the same throughput.
+//! - **A time limit on request heads and idle connections**
+//!   ([`Connections::idle_timeout`]). Without it a client that sends half a
+//!   head, or opens connections and sends nothing, holds them for ever
+//!   (the request timeout starts only once the head is read).
+//! - **A cap on open connections** ([`Connections::max`]). Past it, new
+//!   connections wait in the listen queue, unaccepted, until one closes.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -18,31 +20,69 @@ use axum::serve::Listener;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1::Builder;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::{Service, ServiceExt};
 
 /// Most bytes hyper buffers from one connection ahead of the handler
-/// reading them (hyper's least is 8 KiB, its default about 408 KiB).
+/// reading them (hyper's least is 8 KiB, its default about 408 KiB). A
+/// request head must fit in it: a larger one is answered 431.
 pub const READ_BUFFER: usize = 64 * 1024;
 
+/// Default cap on open connections: their read buffers stay under 256 MiB
+/// however large the requests.
+pub const MAX_CONNECTIONS: u32 = 4096;
+
+/// How connections are served.
+#[derive(Clone, Copy, Debug)]
+pub struct Connections {
+    /// Connections served at once.
+    pub max: u32,
+    /// Longest wait for a request head: from a connection's start, or from
+    /// the end of its previous response (an idle keep-alive connection is
+    /// closed after it).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max: MAX_CONNECTIONS,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets the
-/// connections' requests in flight finish.
+/// requests in flight finish.
 pub async fn serve(
     mut listener: TcpListener,
     router: Router,
+    connections: Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     let mut builder = Builder::new();
-    builder.max_buf_size(READ_BUFFER);
+    builder
+        .max_buf_size(READ_BUFFER)
+        .timer(TokioTimer::new())
+        .header_read_timeout(connections.idle_timeout);
+    let slots = Arc::new(Semaphore::new(connections.max as usize));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
         let (io, remote) = tokio::select! {
             accepted = Listener::accept(&mut listener) => accepted,
             () = &mut shutdown => break,
@@ -55,10 +95,13 @@ pub async fn serve(
             service.map_request(|request: Request<Incoming>| request.map(Body::new)),
         );
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
+        metrics::gauge!("warden_http_connections").increment(1.0);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::trace!(%error, "connection ended with an error");
+                tracing::debug!(%error, "connection ended with an error");
             }
+            metrics::gauge!("warden_http_connections").decrement(1.0);
+            drop(slot);
         });
     }
     drop(listener);

@@ -56,3 +56,115 @@ async fn the_bench_endpoint_is_off_by_default_and_keyed_when_on() {
         .await;
     assert_eq!(status, 403);
 }
+
+/// Sends a `GET /healthz` on `stream` and reads its answer; the
+/// connection stays open (keep-alive).
+async fn health_on(stream: &mut tokio::net::TcpStream) -> String {
+    ask_health(stream).await;
+    health_answer(stream).await
+}
+
+/// Sends a `GET /healthz` on `stream`.
+async fn ask_health(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: warden\r\n\r\n")
+        .await
+        .unwrap();
+}
+
+/// Reads the answer to [`ask_health`] (up to the end of the health body).
+async fn health_answer(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("\"ok\"") {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Whether the server closes `stream` (end of file or reset) within `wait`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    tokio::time::timeout(wait, stream.read_to_end(&mut rest))
+        .await
+        .is_ok()
+}
+
+/// A connection that sends half a request head, one that sends nothing, and
+/// one left idle after a request are closed after the idle timeout, not
+/// before; the server goes on serving.
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_after_the_idle_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let timeout = Duration::from_millis(600);
+    let app = crate::common::spawn_configured(Db::Sqlite, None, None, |settings| {
+        settings.connections.idle_timeout = timeout;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let start = Instant::now();
+    let mut half = TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: warden\r\n")
+        .await
+        .unwrap();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    assert!(health_on(&mut idle).await.starts_with("HTTP/1.1 200"));
+    for (what, stream) in [
+        ("half a head", &mut half),
+        ("nothing sent", &mut silent),
+        ("idle after a request", &mut idle),
+    ] {
+        assert!(
+            closed_within(stream, Duration::from_secs(10)).await,
+            "{what}: still open"
+        );
+        assert!(
+            start.elapsed() >= timeout - Duration::from_millis(50),
+            "{what}: closed before the idle timeout"
+        );
+    }
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, 200);
+}
+
+/// Past `--max-connections`, a new connection waits unaccepted: its request
+/// is answered only once an open connection closes.
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_one_to_close() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let app = crate::common::spawn_configured(Db::Sqlite, None, None, |settings| {
+        settings.connections.max = 2;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut first = TcpStream::connect(&addr).await.unwrap();
+    health_on(&mut first).await;
+    let mut second = TcpStream::connect(&addr).await.unwrap();
+    health_on(&mut second).await;
+    // The third connects (the listen queue takes it) but is not served...
+    let mut third = TcpStream::connect(&addr).await.unwrap();
+    ask_health(&mut third).await;
+    let waiting = tokio::time::timeout(Duration::from_millis(500), health_answer(&mut third)).await;
+    assert!(
+        waiting.is_err(),
+        "a third connection was served past the cap of 2"
+    );
+    // ...until one of the two closes; then its request, already sent, is.
+    first.shutdown().await.unwrap();
+    drop(first);
+    let answer = tokio::time::timeout(Duration::from_secs(10), health_answer(&mut third))
+        .await
+        .expect("served once a connection closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(health_on(&mut second).await.starts_with("HTTP/1.1 200"));
+}
