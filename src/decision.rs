@@ -419,24 +419,59 @@ pub fn decide_in_world(
     inputs: &[DecisionInput],
     path: &str,
 ) -> Result<Vec<Verdict>, DecideError> {
-    let (base, stored_uids) = stored_entities(world, inputs)?;
-    let mut verdicts = Vec::with_capacity(inputs.len());
-    for (index, input) in inputs.iter().enumerate() {
+    let decider = WorldDecider::new(world, inputs)?;
+    (0..inputs.len())
+        .map(|index| decider.decide(engine, inputs, index, path))
+        .collect()
+}
+
+/// The facts of a world as Cedar entities, built once, to decide its inputs
+/// one at a time (a caller may yield to other work between them).
+pub struct WorldDecider {
+    base: Entities,
+    stored_uids: HashSet<EntityUid>,
+}
+
+impl WorldDecider {
+    /// Builds the entities of `world` for deciding `inputs`.
+    pub fn new(
+        world: &crate::domain::World,
+        inputs: &[DecisionInput],
+    ) -> Result<Self, DecideError> {
+        let (base, stored_uids) = stored_entities(world, inputs)?;
+        Ok(WorldDecider { base, stored_uids })
+    }
+
+    /// Decides `inputs[index]`; `path` names the list in errors.
+    pub fn decide(
+        &self,
+        engine: &PolicyEngine,
+        inputs: &[DecisionInput],
+        index: usize,
+        path: &str,
+    ) -> Result<Verdict, DecideError> {
+        let Some(input) = inputs.get(index) else {
+            return Err(input_error(path, format!("no request at index {index}")).into());
+        };
         let prefix = if inputs.len() == 1 && path.is_empty() {
             String::new()
         } else {
             format!("{path}[{index}].")
         };
         let context = input.cedar_context(&format!("{prefix}context"))?;
-        let merged = with_supplied(&base, &stored_uids, input, format!("{prefix}entities"))?;
-        verdicts.push(decide_one(
+        let merged = with_supplied(
+            &self.base,
+            &self.stored_uids,
+            input,
+            format!("{prefix}entities"),
+        )?;
+        Ok(decide_one(
             engine,
             input,
             context,
-            merged.as_ref().unwrap_or(&base),
-        ));
+            merged.as_ref().unwrap_or(&self.base),
+        ))
     }
-    Ok(verdicts)
 }
 
 /// A decision with its explanation: the entity slice it was made over (Cedar
