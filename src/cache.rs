@@ -19,7 +19,7 @@
 //! it, else the facts are read), or `fully_consistent` (always read the
 //! facts).
 
-use crate::decision::{load_world, DecideError, DecisionInput, WorldDecider};
+use crate::decision::{load_world, request_prefix, DecideError, DecisionInput, WorldDecider};
 use crate::domain::World;
 use crate::entities::Ancestry;
 use crate::policy::{PolicyEngine, Verdict};
@@ -322,7 +322,8 @@ async fn decided(
         if index > 0 && index % DECISIONS_PER_TURN == 0 {
             tokio::task::yield_now().await;
         }
-        let verdict = decider.decide(engine, inputs, index, path)?;
+        let prefix = request_prefix(path, index, inputs.len());
+        let verdict = decider.decide(engine, input, &prefix)?;
         let keys = ancestry.dependencies(&input.principal, &input.resource);
         decided.push((verdict, buckets(&keys)));
     }

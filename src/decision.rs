@@ -420,9 +420,23 @@ pub fn decide_in_world(
     path: &str,
 ) -> Result<Vec<Verdict>, DecideError> {
     let decider = WorldDecider::new(world, inputs)?;
-    (0..inputs.len())
-        .map(|index| decider.decide(engine, inputs, index, path))
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| {
+            decider.decide(engine, input, &request_prefix(path, index, inputs.len()))
+        })
         .collect()
+}
+
+/// How errors name the fields of request `index` of `count` in the list
+/// `path`: `path[index].`, or nothing for a lone check with no list.
+pub(crate) fn request_prefix(path: &str, index: usize, count: usize) -> String {
+    if count == 1 && path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}[{index}].")
+    }
 }
 
 /// The facts of a world as Cedar entities, built once, to decide its inputs
@@ -442,22 +456,14 @@ impl WorldDecider {
         Ok(WorldDecider { base, stored_uids })
     }
 
-    /// Decides `inputs[index]`; `path` names the list in errors.
+    /// Decides `input`, one of those it was built for; errors name its
+    /// fields after `prefix` (`request_prefix`).
     pub fn decide(
         &self,
         engine: &PolicyEngine,
-        inputs: &[DecisionInput],
-        index: usize,
-        path: &str,
+        input: &DecisionInput,
+        prefix: &str,
     ) -> Result<Verdict, DecideError> {
-        let Some(input) = inputs.get(index) else {
-            return Err(input_error(path, format!("no request at index {index}")).into());
-        };
-        let prefix = if inputs.len() == 1 && path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}[{index}].")
-        };
         let context = input.cedar_context(&format!("{prefix}context"))?;
         let merged = with_supplied(
             &self.base,
