@@ -260,12 +260,10 @@ impl Application {
             tracing::info!("demo world loaded");
         }
         let listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| StartError::Io {
-                    what: format!("listen on {}", settings.listen),
-                    source,
-                })?;
+            crate::http::serve::bind(settings.listen).map_err(|source| StartError::Io {
+                what: format!("listen on {}", settings.listen),
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| StartError::Io {
             what: "read the listen address".into(),
             source,

@@ -168,3 +168,42 @@ async fn connections_past_the_cap_wait_for_one_to_close() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(health_on(&mut second).await.starts_with("HTTP/1.1 200"));
 }
+
+/// The listen queue holds a burst of 1,200 new connections: with the one
+/// connection the cap allows open, 1,200 more all connect at once (the
+/// kernel completes and queues them unaccepted). With the 128 that tokio's
+/// `TcpListener::bind` asks for (or 1,024) the kernel drops the SYNs past
+/// the queue, and those clients wait at least a second to send theirs
+/// again.
+#[tokio::test]
+async fn a_burst_of_connections_fits_the_listen_queue() {
+    use std::time::Duration;
+    use tokio::net::TcpStream;
+    const BURST: usize = 1_200;
+    let app = crate::common::spawn_configured(Db::Sqlite, None, None, |settings| {
+        settings.connections.max = 1;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut served = TcpStream::connect(&addr).await.unwrap();
+    health_on(&mut served).await;
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..BURST {
+        let addr = addr.clone();
+        burst.spawn(async move {
+            tokio::time::timeout(Duration::from_millis(900), TcpStream::connect(addr)).await
+        });
+    }
+    let mut queued = Vec::with_capacity(BURST);
+    while let Some(connected) = burst.join_next().await {
+        if let Ok(Ok(stream)) = connected.unwrap() {
+            queued.push(stream);
+        }
+    }
+    assert_eq!(
+        queued.len(),
+        BURST,
+        "connections of the burst the listen queue took within 900 ms"
+    );
+    assert!(health_on(&mut served).await.starts_with("HTTP/1.1 200"));
+}
