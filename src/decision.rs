@@ -362,15 +362,20 @@ pub async fn load_world(
     Ok(store.load_facts(&keys).await?)
 }
 
+/// Whether some of `inputs` supply entities of their own.
+pub fn supplies_entities(inputs: &[DecisionInput]) -> bool {
+    inputs.iter().any(|i| !i.supplied.is_empty())
+}
+
 /// The facts of `world` as Cedar entities, and (only when some input
 /// supplies entities) the uids Warden stores, which supplied ones may not
 /// replace.
 fn stored_entities(
     world: &crate::domain::World,
-    inputs: &[DecisionInput],
+    supplied: bool,
 ) -> Result<(Entities, HashSet<EntityUid>), DecideError> {
     let stored = entities::build(world).map_err(|e| StoreError::Query(e.to_string()))?;
-    let stored_uids: HashSet<EntityUid> = if inputs.iter().any(|i| !i.supplied.is_empty()) {
+    let stored_uids: HashSet<EntityUid> = if supplied {
         stored.iter().map(Entity::uid).collect()
     } else {
         HashSet::new()
@@ -452,7 +457,13 @@ impl WorldDecider {
         world: &crate::domain::World,
         inputs: &[DecisionInput],
     ) -> Result<Self, DecideError> {
-        let (base, stored_uids) = stored_entities(world, inputs)?;
+        Self::for_requests(world, supplies_entities(inputs))
+    }
+
+    /// Builds the entities of `world` for deciding requests of which some
+    /// supply entities (`supplied`) or none do.
+    pub fn for_requests(world: &crate::domain::World, supplied: bool) -> Result<Self, DecideError> {
+        let (base, stored_uids) = stored_entities(world, supplied)?;
         Ok(WorldDecider { base, stored_uids })
     }
 
@@ -502,7 +513,7 @@ pub async fn explain_one(
     input.collect_keys(&mut keys);
     let world = store.load_facts(&keys).await?;
     let inputs = std::slice::from_ref(input);
-    let (base, stored_uids) = stored_entities(&world, inputs)?;
+    let (base, stored_uids) = stored_entities(&world, supplies_entities(inputs))?;
     let merged = with_supplied(&base, &stored_uids, input, "entities".into())?;
     let slice = merged.as_ref().unwrap_or(&base);
     let context = input.cedar_context("context")?;
