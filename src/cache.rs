@@ -320,19 +320,30 @@ const DECISIONS_PER_TURN: usize = 32;
 /// ([`built_off_the_worker`]).
 const BUILT_ON_THE_WORKER: usize = 128;
 
+/// Builds running off the worker (see [`built_off_the_worker`]).
+static BUILDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// The entities of a batch's `world`, built on tokio's blocking threads.
 /// For an uncached 1,000-request batch they are about 1,300 entities: 3.5
 /// ms to make and 5 ms for Cedar to index, in one piece that cannot yield.
 /// On a worker thread that piece held up the tasks queued there (single
 /// checks among them) for as long. Measured beside two clients sending
-/// such batches, cached single checks' p99 went from 10-11 ms to 6 ms;
-/// uncached batches alone lost up to 14% of their rate (the entities are
-/// built on one core and read on another).
+/// such batches, cached single checks' p99 went from 8-12 ms to 5-6 ms;
+/// the batches' rate fell by about a tenth.
 async fn built_off_the_worker(
     world: World,
     inputs: &[DecisionInput],
 ) -> Result<(World, WorldDecider), DecideError> {
     let supplied = crate::decision::supplies_entities(inputs);
+    // One build at a time, so one blocking thread (rarely two) does them
+    // all. Each
+    // thread has its own allocator heap, and the entities are freed on a
+    // worker thread: a heap whose thread then sits idle keeps that memory.
+    // With a thread per concurrent build (nine under the bench's batch
+    // load), the batch load's peak memory rose from 142-147 MB to 213-232
+    // MB; with one, to 161-183 MB.
+    // The semaphore is never closed, so this always takes a permit.
+    let _turn = BUILDS.acquire().await.ok();
     let built = tokio::task::spawn_blocking(move || {
         let decider = WorldDecider::for_requests(&world, supplied);
         (world, decider)
