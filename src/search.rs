@@ -119,7 +119,20 @@ enum Candidates<'a> {
 }
 
 impl Candidates<'_> {
+    /// The next `size` candidates after `after`; a read, so tried again
+    /// on another connection if the first turns out lost.
     async fn fetch(
+        &self,
+        store: &Store,
+        after: &str,
+        size: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        store
+            .read_again_if_lost(|| self.fetch_once(store, after, size))
+            .await
+    }
+
+    async fn fetch_once(
         &self,
         store: &Store,
         after: &str,

@@ -151,7 +151,7 @@ impl From<LinkError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(cause) => {
+            StoreError::Unavailable(cause) | StoreError::ConnectionLost(cause) => {
                 tracing::warn!(%cause, "database unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

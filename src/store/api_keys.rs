@@ -144,14 +144,17 @@ impl Store {
 
     /// The live (not revoked) key whose hash is `key_hash`.
     pub async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, scopes, created_at, revoked_at FROM api_keys \
-             WHERE key_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(row_to_key).transpose()
+        let query = || async {
+            let row = sqlx::query(
+                "SELECT id, name, scopes, created_at, revoked_at FROM api_keys \
+                 WHERE key_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(key_hash)
+            .fetch_optional(self.pool())
+            .await?;
+            row.as_ref().map(row_to_key).transpose()
+        };
+        self.read_again_if_lost(query).await
     }
 
     /// Every key, newest first.

@@ -145,7 +145,8 @@ impl Store {
     /// on those resources and ancestors.
     pub async fn load_facts(&self, keys: &FactKeys) -> Result<World, StoreError> {
         self.count_fact_load();
-        fetch_facts(self.pool(), self.backend(), keys).await
+        self.read_again_if_lost(|| fetch_facts(self.pool(), self.backend(), keys))
+            .await
     }
 }
 

@@ -43,6 +43,12 @@ pub enum StoreError {
     /// The database cannot be reached right now (down, timed out, pool exhausted).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The pooled connection a query ran on turned out to be lost (a
+    /// database restart, a failover, a cut network). Answered like
+    /// [`StoreError::Unavailable`]; a read may be tried again on another
+    /// connection ([`Store::read_again_if_lost`]).
+    #[error("the database connection was lost: {0}")]
+    ConnectionLost(String),
     /// A query failed for another reason: a bug or a broken database.
     #[error("database error: {0}")]
     Query(String),
@@ -63,17 +69,22 @@ const BUSY_CODES: &[&str] = &["55P03", "5", "261", "517", "773", "6", "262"];
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            | sqlx::Error::WorkerCrashed => {
+                lost::noted();
+                StoreError::ConnectionLost(e.to_string())
+            }
             sqlx::Error::Database(db) => {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
                 // 08xxx: connection exceptions; 57P0x: server shutting down.
                 if code.starts_with("08") || code.starts_with("57P0") {
-                    StoreError::Unavailable(db.message().to_string())
+                    lost::noted();
+                    StoreError::ConnectionLost(db.message().to_string())
                 } else if BUSY_CODES.contains(&code.as_str()) {
                     StoreError::Busy(db.message().to_string())
                 } else if db.is_unique_violation()
@@ -115,8 +126,55 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// --write-lock-timeout-ms`) before it gives up with [`StoreError::Busy`].
 pub const WRITE_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A pooled connection idle for longer than this is pinged before use.
+/// A pooled connection idle for longer than this is pinged before use
+/// (and so is any connection idle since a connection was lost, [`lost`]).
 const IDLE_PING: Duration = Duration::from_secs(1);
+
+/// When this process last found a database connection lost.
+///
+/// One loss says the others went with it more often than not: a database
+/// restart or a failover ends every session at once. sqlx pings each
+/// connection as it goes back to the pool, so a connection returned since
+/// the loss was seen is known good; one that has sat in the pool since
+/// before it is pinged before use (see [`Store::connect_with`]), rather than
+/// failing the next request it serves. Process-wide because sqlx's error
+/// does not say which pool it came from; another pool in the process (a
+/// test's) only pings a little more after a loss.
+mod lost {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    /// Milliseconds from [`start`] to the last loss seen, plus one (0: none).
+    static LAST: AtomicU64 = AtomicU64::new(0);
+
+    fn start() -> Instant {
+        static START: OnceLock<Instant> = OnceLock::new();
+        *START.get_or_init(Instant::now)
+    }
+
+    fn millis(at: Instant) -> u64 {
+        let since = at.saturating_duration_since(start()).as_millis();
+        u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Notes that a connection was found lost, now.
+    pub(super) fn noted() {
+        LAST.fetch_max(millis(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Whether a loss was seen at or after `at`.
+    fn seen_since(at: Instant) -> bool {
+        LAST.load(Ordering::Relaxed) >= millis(at)
+    }
+
+    /// Whether a connection idle for `idle_for` has sat in the pool since
+    /// before a loss was seen (to the millisecond, erring towards a ping).
+    pub(super) fn idle_since_a_loss(idle_for: Duration) -> bool {
+        let released = Instant::now().checked_sub(idle_for).unwrap_or_else(start);
+        seen_since(released)
+    }
+}
 
 /// The database: a connection pool and its backend. `Debug` never shows
 /// the URL (it may carry a password).
@@ -180,13 +238,14 @@ impl Store {
             // out: one extra round trip per query. Connections that were in
             // use a moment ago are known good (sqlx also checks each one
             // when it is returned), so only one idle for longer than
-            // IDLE_PING is pinged; a broken one is dropped and another
-            // taken, so a database restart during a quiet spell costs no
-            // request.
+            // IDLE_PING, or idle since a connection was found lost, is
+            // pinged; a broken one is dropped and another taken, so a
+            // database restart during a quiet spell costs no request, and
+            // one during traffic costs no more than the queries it cut.
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
-                    if meta.idle_for > IDLE_PING {
+                    if meta.idle_for > IDLE_PING || lost::idle_since_a_loss(meta.idle_for) {
                         sqlx::Connection::ping(conn).await?;
                     }
                     Ok(true)
@@ -270,10 +329,33 @@ impl Store {
             .map_err(|e| StoreError::Query(e.to_string()))
     }
 
-    /// Checks that the database answers.
+    /// Checks that the database answers (on another connection if the
+    /// first one taken turns out lost).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.read_again_if_lost(|| async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs the read `query`, and once more if its connection turned out
+    /// to be lost: by then every connection idle since before the loss is
+    /// pinged before use, so the second try runs on a live connection, or
+    /// a new one if the database is back. Only for reads: a write cut off
+    /// at its commit may or may not have committed.
+    pub(crate) async fn read_again_if_lost<T, F, Fut>(&self, query: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        match query().await {
+            Err(StoreError::ConnectionLost(cause)) => {
+                tracing::info!(%cause, "a pooled database connection was lost; reading again");
+                query().await
+            }
+            result => result,
+        }
     }
 
     /// Refreshes the planner's statistics after a bulk load, so that plans
