@@ -19,9 +19,16 @@
 //!   overflowed it 662-708 times: the kernel dropped those SYNs, the
 //!   clients waited a second or more to send them again, and wrk counted
 //!   43-64 failed reads. With 4,096: no overflow, no error.
+//! - **A `Keep-Alive: timeout=N` hint on every response** ([`keep_alive`]),
+//!   N being the idle timeout in whole seconds. Clients that honour it
+//!   (Node's `fetch`, i.e. undici, and Node's http agent) stop reusing a
+//!   connection before Warden closes it, rather than sending a request on
+//!   a connection as it closes and getting a reset instead of an answer.
 
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
 use axum::serve::Listener;
 use axum::Router;
 use hyper::body::Incoming;
@@ -86,6 +93,19 @@ impl Default for Connections {
     }
 }
 
+/// `Keep-Alive` (the `http` crate names no constant for it).
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// The `Keep-Alive` response header for connections closed after
+/// `idle_timeout` idle: `timeout=` the whole seconds in it, never more than
+/// it (none under a second: the hint has no finer unit).
+pub fn keep_alive(idle_timeout: Duration) -> Option<HeaderValue> {
+    match idle_timeout.as_secs() {
+        0 => None,
+        seconds => HeaderValue::from_str(&format!("timeout={seconds}")).ok(),
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets the
 /// requests in flight finish.
 pub async fn serve(
@@ -100,6 +120,7 @@ pub async fn serve(
         .max_buf_size(READ_BUFFER)
         .timer(TokioTimer::new())
         .header_read_timeout(connections.idle_timeout);
+    let hint = keep_alive(connections.idle_timeout);
     let slots = Arc::new(Semaphore::new(connections.max as usize));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -117,8 +138,16 @@ pub async fn serve(
             Ok(service) => service,
             Err(never) => match never {},
         };
+        let hint = hint.clone();
         let service = TowerToHyperService::new(
-            service.map_request(|request: Request<Incoming>| request.map(Body::new)),
+            service
+                .map_request(|request: Request<Incoming>| request.map(Body::new))
+                .map_response(move |mut response: Response| {
+                    if let Some(hint) = &hint {
+                        response.headers_mut().insert(KEEP_ALIVE, hint.clone());
+                    }
+                    response
+                }),
         );
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
         metrics::gauge!("warden_http_connections").increment(1.0);
@@ -132,4 +161,18 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keep_alive_hint_never_outlasts_the_idle_timeout() {
+        let hint = |millis| keep_alive(Duration::from_millis(millis));
+        assert_eq!(hint(30_000), Some(HeaderValue::from_static("timeout=30")));
+        assert_eq!(hint(2_999), Some(HeaderValue::from_static("timeout=2")));
+        assert_eq!(hint(1_000), Some(HeaderValue::from_static("timeout=1")));
+        assert_eq!(hint(600), None);
+    }
 }

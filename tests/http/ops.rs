@@ -135,6 +135,37 @@ async fn slow_and_idle_connections_are_closed_after_the_idle_timeout() {
     assert_eq!(status, 200);
 }
 
+/// Every response tells the client how long an idle connection is kept
+/// (`Keep-Alive: timeout=N`, whole seconds of `--idle-timeout`), and the
+/// server keeps it that long: a client honouring the hint never sends on a
+/// connection the server is closing.
+#[tokio::test]
+async fn responses_say_how_long_an_idle_connection_is_kept() {
+    use std::time::Duration;
+    use tokio::net::TcpStream;
+    let app = crate::common::spawn_app(Db::Sqlite).await;
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["keep-alive"], "timeout=30");
+
+    let app = crate::common::spawn_configured(Db::Sqlite, None, None, |settings| {
+        settings.connections.idle_timeout = Duration::from_millis(2_500);
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let answer = health_on(&mut stream).await.to_ascii_lowercase();
+    assert!(answer.contains("\r\nkeep-alive: timeout=2\r\n"), "{answer}");
+    // Idle for just under the two seconds promised: still served.
+    tokio::time::sleep(Duration::from_millis(1_900)).await;
+    let again = health_on(&mut stream).await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}
+
 /// Past `--max-connections`, a new connection waits unaccepted: its request
 /// is answered only once an open connection closes.
 #[tokio::test]
