@@ -158,6 +158,7 @@ impl From<StoreError> for ApiError {
                     "database_unavailable",
                     "the database is unavailable; the request was not served, retry shortly",
                 )
+                .with_header(axum::http::header::RETRY_AFTER, "1")
             }
             StoreError::Conflict(cause) => {
                 tracing::info!(%cause, "constraint refused a change");

@@ -104,8 +104,18 @@ async fn database_outage_answers_503_deny_then_recovers() {
     // changed no fact.)
     let mut fresh = request.clone();
     fresh["consistency"] = json!({"fully_consistent": true});
-    let (status, body) = app.post("/v1/check", &fresh).await;
-    assert_eq!(status, 503, "{body}");
+    let response = app
+        .client
+        .post(format!("{}/v1/check", app.base))
+        .bearer_auth(&app.admin_key)
+        .json(&fresh)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 503);
+    // Clients and load balancers are told when to try again.
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.expect("JSON body");
     assert_eq!(body["decision"], "deny");
     assert_eq!(body["error"]["code"], "database_unavailable");
     let (status, _) = app.get("/readyz").await;
