@@ -145,16 +145,9 @@ async fn database_outage_answers_503_deny_then_recovers() {
     assert_eq!(status, 200, "/readyz right after recovery: {body}");
 }
 
-/// Connections broken while they sat idle in the pool (a database restart
-/// in a quiet spell) cost no request: each is pinged before use and
-/// replaced, so the first checks after it all answer.
-#[tokio::test]
-async fn connections_broken_while_idle_are_replaced_before_use() {
-    let (proxy, app) = proxied_app().await;
-    let request = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
-                         "resource": {"type": "Asset", "id": "a"},
-                         "consistency": {"fully_consistent": true}});
-    // Several connections in the pool, all idle afterwards.
+/// Asks `request` (a check that reads the facts) eight times at once, so
+/// that the pool holds several connections; each must answer 200.
+async fn fill_the_pool(app: &TestApp, request: &serde_json::Value) {
     let mut checks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (client, url) = (app.client.clone(), format!("{}/v1/check", app.base));
@@ -167,6 +160,19 @@ async fn connections_broken_while_idle_are_replaced_before_use() {
     while let Some(status) = checks.join_next().await {
         assert_eq!(status.expect("task").expect("request"), 200);
     }
+}
+
+/// Connections broken while they sat idle in the pool (a database restart
+/// in a quiet spell) cost no request: each is pinged before use and
+/// replaced, so the first checks after it all answer.
+#[tokio::test]
+async fn connections_broken_while_idle_are_replaced_before_use() {
+    let (proxy, app) = proxied_app().await;
+    let request = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
+                         "resource": {"type": "Asset", "id": "a"},
+                         "consistency": {"fully_consistent": true}});
+    // Several connections in the pool, all idle afterwards.
+    fill_the_pool(&app, &request).await;
     // Every connection is cut; the database is reachable again at once.
     proxy.down().await;
     proxy.up();
@@ -194,18 +200,7 @@ async fn connections_cut_in_use_are_replaced_and_the_read_tried_again() {
                          "consistency": {"fully_consistent": true}});
     for round in 0..3 {
         // Several connections in the pool, each used a moment ago.
-        let mut checks = tokio::task::JoinSet::new();
-        for _ in 0..8 {
-            let (client, url) = (app.client.clone(), format!("{}/v1/check", app.base));
-            let (key, body) = (app.admin_key.clone(), request.clone());
-            checks.spawn(async move {
-                let response = client.post(url).bearer_auth(key).json(&body).send().await;
-                response.map(|r| r.status().as_u16())
-            });
-        }
-        while let Some(status) = checks.join_next().await {
-            assert_eq!(status.expect("task").expect("request"), 200);
-        }
+        fill_the_pool(&app, &request).await;
         // Every connection is cut and the database is reachable again at
         // once, well within a second of their last use.
         proxy.down().await;
