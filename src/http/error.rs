@@ -160,6 +160,15 @@ impl From<StoreError> for ApiError {
                 )
                 .with_header(axum::http::header::RETRY_AFTER, "1")
             }
+            StoreError::OutcomeUnknown(cause) => {
+                tracing::warn!(%cause, "connection lost while a write committed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "write_outcome_unknown",
+                    "the database connection was lost while this write committed: it may or may not have been applied; read it back before sending it again (a create sent again may make a second record)",
+                )
+                .with_header(axum::http::header::RETRY_AFTER, "1")
+            }
             StoreError::Conflict(cause) => {
                 tracing::info!(%cause, "constraint refused a change");
                 ApiError::new(

@@ -49,6 +49,10 @@ pub enum StoreError {
     /// connection ([`Store::read_again_if_lost`]).
     #[error("the database connection was lost: {0}")]
     ConnectionLost(String),
+    /// The connection was lost while a write committed: the write may or
+    /// may not have been applied.
+    #[error("the database connection was lost while the write committed: {0}")]
+    OutcomeUnknown(String),
     /// A query failed for another reason: a bug or a broken database.
     #[error("database error: {0}")]
     Query(String),
@@ -514,7 +518,14 @@ impl Tx {
             postgres.then_some(announcement.as_str()),
         )
         .await?;
-        self.inner.commit().await?;
+        self.inner
+            .commit()
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                // COMMIT was sent; whether it took effect is unknown.
+                StoreError::ConnectionLost(cause) => StoreError::OutcomeUnknown(cause),
+                other => other,
+            })?;
         self.revisions.apply(self.revision, &self.changed);
         Ok(())
     }

@@ -5,15 +5,17 @@ use crate::common::{spawn_with, Db, PgDatabase, TestApp};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-/// A TCP proxy to Postgres that can cut every connection and refuse new ones.
+/// A TCP proxy to Postgres that can cut every connection and refuse new
+/// ones, or cut the connection that sends a `COMMIT` (before it arrives).
 struct Proxy {
     addr: String,
     up: Arc<AtomicBool>,
+    cut_at_commit: Arc<AtomicBool>,
     pipes: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -22,24 +24,30 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr").to_string();
         let up = Arc::new(AtomicBool::new(true));
+        let cut_at_commit = Arc::new(AtomicBool::new(false));
         let pipes: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (flag, list) = (up.clone(), pipes.clone());
+        let (flag, armed, list) = (up.clone(), cut_at_commit.clone(), pipes.clone());
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if !flag.load(Ordering::SeqCst) {
                     drop(client); // the database "is down"
                     continue;
                 }
-                let target = target.clone();
+                let (target, armed) = (target.clone(), armed.clone());
                 let pipe = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&target).await {
-                        let _ = copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = TcpStream::connect(&target).await {
+                        pipe(client, server, armed).await;
                     }
                 });
                 list.lock().await.push(pipe);
             }
         });
-        Proxy { addr, up, pipes }
+        Proxy {
+            addr,
+            up,
+            cut_at_commit,
+            pipes,
+        }
     }
 
     async fn down(&self) {
@@ -51,6 +59,34 @@ impl Proxy {
 
     fn up(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes both ways until either side closes; when `armed`, a chunk
+/// from the client holding `COMMIT` ends both connections instead of being
+/// passed on (once: the flag is cleared).
+async fn pipe(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
+    let (mut from_client, mut to_server) = (client.into_split(), server.into_split());
+    let upstream = async {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from_client.0.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let chunk = &buffer[..n];
+            if chunk.windows(6).any(|w| w == b"COMMIT") && armed.swap(false, Ordering::SeqCst) {
+                return;
+            }
+            if to_server.1.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+    };
+    let downstream = tokio::io::copy(&mut to_server.0, &mut from_client.1);
+    tokio::select! {
+        () = upstream => {}
+        _ = downstream => {}
     }
 }
 
@@ -216,4 +252,51 @@ async fn connections_cut_in_use_are_replaced_and_the_read_tried_again() {
         let (status, body) = app.get("/readyz").await;
         assert_eq!(status, 200, "round {round}: /readyz after the cut: {body}");
     }
+}
+
+/// A write whose connection is lost as it commits may or may not have been
+/// applied: it is answered 503 `write_outcome_unknown`, not "not served",
+/// so the client reads it back before sending it again. (Here the `COMMIT`
+/// never reaches the database, so the write is not there.)
+#[tokio::test]
+async fn a_write_cut_off_at_its_commit_is_answered_outcome_unknown() {
+    let (proxy, app) = proxied_app().await;
+    let world = json!({"assets": [{"id": "b", "project": "p"}]});
+    proxy.cut_at_commit.store(true, Ordering::SeqCst);
+    let response = app
+        .client
+        .post(format!("{}/v1/admin/import", app.base))
+        .bearer_auth(&app.admin_key)
+        .json(&world)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.expect("JSON body");
+    assert_eq!(body["error"]["code"], "write_outcome_unknown", "{body}");
+    assert!(
+        !proxy.cut_at_commit.load(Ordering::SeqCst),
+        "the proxy saw no COMMIT"
+    );
+    // The owner may read `a` but not `b`, which was never committed; the
+    // same write sent again is applied.
+    let read = |asset: &str| {
+        json!({"principal": {"type": "User", "id": "u"}, "action": "read",
+               "resource": {"type": "Asset", "id": asset},
+               "consistency": {"fully_consistent": true}})
+    };
+    let (status, body) = app.post("/v1/check", &read("b")).await;
+    assert_eq!(
+        (status, body["decision"].clone()),
+        (200, json!("deny")),
+        "{body}"
+    );
+    app.import(&world).await;
+    let (status, body) = app.post("/v1/check", &read("b")).await;
+    assert_eq!(
+        (status, body["decision"].clone()),
+        (200, json!("allow")),
+        "{body}"
+    );
 }
