@@ -34,12 +34,12 @@ impl Proxy {
                     continue;
                 }
                 let (target, armed) = (target.clone(), armed.clone());
-                let pipe = tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&target).await {
                         pipe(client, server, armed).await;
                     }
                 });
-                list.lock().await.push(pipe);
+                list.lock().await.push(task);
             }
         });
         Proxy {
@@ -66,11 +66,12 @@ impl Proxy {
 /// from the client holding `COMMIT` ends both connections instead of being
 /// passed on (once: the flag is cleared).
 async fn pipe(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
-    let (mut from_client, mut to_server) = (client.into_split(), server.into_split());
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
     let upstream = async {
         let mut buffer = vec![0u8; 16 * 1024];
         loop {
-            let n = match from_client.0.read(&mut buffer).await {
+            let n = match client_read.read(&mut buffer).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
@@ -78,12 +79,12 @@ async fn pipe(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
             if chunk.windows(6).any(|w| w == b"COMMIT") && armed.swap(false, Ordering::SeqCst) {
                 return;
             }
-            if to_server.1.write_all(chunk).await.is_err() {
+            if server_write.write_all(chunk).await.is_err() {
                 return;
             }
         }
     };
-    let downstream = tokio::io::copy(&mut to_server.0, &mut from_client.1);
+    let downstream = tokio::io::copy(&mut server_read, &mut client_write);
     tokio::select! {
         () = upstream => {}
         _ = downstream => {}
@@ -279,8 +280,8 @@ async fn a_write_cut_off_at_its_commit_is_answered_outcome_unknown() {
         !proxy.cut_at_commit.load(Ordering::SeqCst),
         "the proxy saw no COMMIT"
     );
-    // The owner may read `a` but not `b`, which was never committed; the
-    // same write sent again is applied.
+    // `b` was never committed: the owner's check on it is denied (no such
+    // asset); the same write sent again is applied.
     let read = |asset: &str| {
         json!({"principal": {"type": "User", "id": "u"}, "action": "read",
                "resource": {"type": "Asset", "id": asset},
