@@ -141,18 +141,7 @@ async fn database_outage_answers_503_deny_then_recovers() {
     // changed no fact.)
     let mut fresh = request.clone();
     fresh["consistency"] = json!({"fully_consistent": true});
-    let response = app
-        .client
-        .post(format!("{}/v1/check", app.base))
-        .bearer_auth(&app.admin_key)
-        .json(&fresh)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 503);
-    // Clients and load balancers are told when to try again.
-    assert_eq!(response.headers()["retry-after"], "1");
-    let body: serde_json::Value = response.json().await.expect("JSON body");
+    let body = unavailable(&app, "/v1/check", &fresh).await;
     assert_eq!(body["decision"], "deny");
     assert_eq!(body["error"]["code"], "database_unavailable");
     let (status, _) = app.get("/readyz").await;
@@ -180,6 +169,23 @@ async fn database_outage_answers_503_deny_then_recovers() {
     // holds at once.
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 200, "/readyz right after recovery: {body}");
+}
+
+/// POSTs `body` to `path` with the admin key, asserts the answer is 503
+/// with `Retry-After: 1` (clients and load balancers are told when to try
+/// again), and returns its JSON body.
+async fn unavailable(app: &TestApp, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let response = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(&app.admin_key)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    response.json().await.expect("JSON body")
 }
 
 /// Asks `request` (a check that reads the facts) eight times at once, so
@@ -264,17 +270,7 @@ async fn a_write_cut_off_at_its_commit_is_answered_outcome_unknown() {
     let (proxy, app) = proxied_app().await;
     let world = json!({"assets": [{"id": "b", "project": "p"}]});
     proxy.cut_at_commit.store(true, Ordering::SeqCst);
-    let response = app
-        .client
-        .post(format!("{}/v1/admin/import", app.base))
-        .bearer_auth(&app.admin_key)
-        .json(&world)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["retry-after"], "1");
-    let body: serde_json::Value = response.json().await.expect("JSON body");
+    let body = unavailable(&app, "/v1/admin/import", &world).await;
     assert_eq!(body["error"]["code"], "write_outcome_unknown", "{body}");
     assert!(
         !proxy.cut_at_commit.load(Ordering::SeqCst),
