@@ -206,49 +206,60 @@ impl Store {
     }
 
     /// The live token id of each of `users` that is an anonymous user with
-    /// a live token.
+    /// a live token. Read before anything else by every request that
+    /// carries an anonymous token (checks and management alike), so it is
+    /// read again when its connection turns out lost
+    /// ([`Store::read_again_if_lost`]).
     pub async fn live_anonymous_tokens(
         &self,
         users: &[&str],
     ) -> Result<HashMap<String, String>, StoreError> {
-        let mut live = HashMap::new();
-        for chunk in users.chunks(CHUNK) {
-            let statement = format!(
-                "SELECT user_id, jti FROM anonymous_tokens WHERE user_id IN (VALUES {})",
-                values_list(1, chunk.len())
-            );
-            let mut query = sqlx::query(&statement);
-            for user in chunk {
-                query = query.bind(*user);
+        self.read_again_if_lost(|| async {
+            let mut live = HashMap::new();
+            for chunk in users.chunks(CHUNK) {
+                let statement = format!(
+                    "SELECT user_id, jti FROM anonymous_tokens WHERE user_id IN (VALUES {})",
+                    values_list(1, chunk.len())
+                );
+                let mut query = sqlx::query(&statement);
+                for user in chunk {
+                    query = query.bind(*user);
+                }
+                for row in query.fetch_all(self.pool()).await? {
+                    live.insert(text(&row, "user_id")?, text(&row, "jti")?);
+                }
             }
-            for row in query.fetch_all(self.pool()).await? {
-                live.insert(text(&row, "user_id")?, text(&row, "jti")?);
-            }
-        }
-        Ok(live)
+            Ok(live)
+        })
+        .await
     }
 
-    /// The users linked to `subjects` of `provider`.
+    /// The users linked to `subjects` of `provider`: the first read of a
+    /// request that carries the provider's token, read again when its
+    /// connection turns out lost, as [`Store::live_anonymous_tokens`].
     pub async fn users_for_subjects(
         &self,
         provider: &str,
         subjects: &[&str],
     ) -> Result<HashMap<String, String>, StoreError> {
-        let mut users = HashMap::new();
-        for chunk in subjects.chunks(CHUNK) {
-            let statement = format!(
-                "SELECT subject, user_id FROM identities WHERE provider = $1 AND subject IN (VALUES {})",
-                values_list(2, chunk.len())
-            );
-            let mut query = sqlx::query(&statement).bind(provider);
-            for subject in chunk {
-                query = query.bind(*subject);
+        self.read_again_if_lost(|| async {
+            let mut users = HashMap::new();
+            for chunk in subjects.chunks(CHUNK) {
+                let statement = format!(
+                    "SELECT subject, user_id FROM identities WHERE provider = $1 AND subject IN (VALUES {})",
+                    values_list(2, chunk.len())
+                );
+                let mut query = sqlx::query(&statement).bind(provider);
+                for subject in chunk {
+                    query = query.bind(*subject);
+                }
+                for row in query.fetch_all(self.pool()).await? {
+                    users.insert(text(&row, "subject")?, text(&row, "user_id")?);
+                }
             }
-            for row in query.fetch_all(self.pool()).await? {
-                users.insert(text(&row, "subject")?, text(&row, "user_id")?);
-            }
-        }
-        Ok(users)
+            Ok(users)
+        })
+        .await
     }
 
     /// Creates an anonymous user with its own private workspace and project

@@ -297,3 +297,58 @@ async fn a_write_cut_off_at_its_commit_is_answered_outcome_unknown() {
         "{body}"
     );
 }
+
+/// The first read of a request that carries an end user's token is whether
+/// the token is still live; after a cut it is read again as the fact load
+/// is, so neither a check with a token nor a management read (which starts
+/// the same way) fails on a connection lost a moment ago.
+#[tokio::test]
+async fn requests_with_a_token_read_again_after_a_cut() {
+    let (proxy, app) = proxied_app().await;
+    let response = app
+        .client
+        .post(format!("{}/api/auth/anonymous", app.base))
+        .send()
+        .await
+        .expect("mint");
+    assert_eq!(response.status().as_u16(), 201);
+    let minted: serde_json::Value = response.json().await.expect("mint body");
+    let token = minted["token"].as_str().expect("token").to_string();
+    let (status, list) = app.get_with(Some(&token), "/v1/workspaces").await;
+    assert_eq!(status, 200, "{list}");
+    let workspace = list["items"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the new user's workspace: {list}"))
+        .to_string();
+    let check = json!({"token": token, "action": "read",
+                       "resource": {"type": "Workspace", "id": workspace},
+                       "consistency": {"fully_consistent": true}});
+    let (status, body) = app.post("/v1/check", &check).await;
+    assert_eq!(
+        (status, body["decision"].clone()),
+        (200, json!("allow")),
+        "{body}"
+    );
+    let fill = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
+                      "resource": {"type": "Asset", "id": "a"},
+                      "consistency": {"fully_consistent": true}});
+    for round in 0..4 {
+        fill_the_pool(&app, &fill).await;
+        proxy.down().await;
+        proxy.up();
+        // The first request after the cut, alternately a check with the
+        // token and a management read with it.
+        if round % 2 == 0 {
+            let (status, body) = app.post("/v1/check", &check).await;
+            assert_eq!(
+                (status, body["decision"].clone()),
+                (200, json!("allow")),
+                "round {round}: the check with a token after the cut: {body}"
+            );
+        } else {
+            let path = format!("/v1/workspaces/{workspace}");
+            let (status, body) = app.get_with(Some(&token), &path).await;
+            assert_eq!(status, 200, "round {round}: {path} after the cut: {body}");
+        }
+    }
+}
