@@ -235,8 +235,9 @@ impl Store {
     }
 
     /// The users linked to `subjects` of `provider`: the first read of a
-    /// request that carries the provider's token, read again when its
-    /// connection turns out lost, as [`Store::live_anonymous_tokens`].
+    /// request that carries a provider token without an `external_id`,
+    /// read again when its connection turns out lost, as
+    /// [`Store::live_anonymous_tokens`].
     pub async fn users_for_subjects(
         &self,
         provider: &str,

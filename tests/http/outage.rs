@@ -1,7 +1,8 @@
 //! Database outage: decisions answer 503 with a deny body while Postgres is
 //! unreachable, and work again once it is back, with no restart.
 
-use crate::common::{spawn_with, Db, PgDatabase, TestApp};
+use crate::common::identity::FakeIdp;
+use crate::common::{spawn_configured, Db, PgDatabase, TestApp};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -94,6 +95,13 @@ async fn pipe(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
 /// A server on a fresh Postgres database reached through a [`Proxy`], with
 /// user `u` owning asset `a` (in `p`, in `w`).
 async fn proxied_app() -> (Proxy, TestApp) {
+    proxied_app_configured(|_| {}).await
+}
+
+/// [`proxied_app`], letting `configure` change the settings first.
+async fn proxied_app_configured(
+    configure: impl FnOnce(&mut warden::config::Settings),
+) -> (Proxy, TestApp) {
     let pg = PgDatabase::create().await;
     let admin = crate::common::postgres_admin_url();
     let target = admin
@@ -104,7 +112,7 @@ async fn proxied_app() -> (Proxy, TestApp) {
         .to_string();
     let proxy = Proxy::start(target).await;
     let url = pg.url_via(&proxy.addr);
-    let app = spawn_with(Db::Postgres, Some(pg), Some(url)).await;
+    let app = spawn_configured(Db::Postgres, Some(pg), Some(url), configure).await;
     app.import(&json!({
         "users": [{"id": "u", "kind": "registered"}],
         "workspaces": [{"id": "w", "owner": "u"}],
@@ -299,56 +307,56 @@ async fn a_write_cut_off_at_its_commit_is_answered_outcome_unknown() {
 }
 
 /// The first read of a request that carries an end user's token is whether
-/// the token is still live; after a cut it is read again as the fact load
-/// is, so neither a check with a token nor a management read (which starts
-/// the same way) fails on a connection lost a moment ago.
+/// the token is still live (an anonymous token) or whose user it names (a
+/// provider token without `external_id`); after a cut it is read again as
+/// the fact load is, so neither a check with a token nor a management read
+/// (which starts the same way) fails on a connection lost a moment ago.
 #[tokio::test]
 async fn requests_with_a_token_read_again_after_a_cut() {
-    let (proxy, app) = proxied_app().await;
-    let response = app
-        .client
-        .post(format!("{}/api/auth/anonymous", app.base))
-        .send()
-        .await
-        .expect("mint");
-    assert_eq!(response.status().as_u16(), 201);
-    let minted: serde_json::Value = response.json().await.expect("mint body");
-    let token = minted["token"].as_str().expect("token").to_string();
-    let (status, list) = app.get_with(Some(&token), "/v1/workspaces").await;
-    assert_eq!(status, 200, "{list}");
-    let workspace = list["items"][0]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("the new user's workspace: {list}"))
-        .to_string();
-    let check = json!({"token": token, "action": "read",
-                       "resource": {"type": "Workspace", "id": workspace},
-                       "consistency": {"fully_consistent": true}});
-    let (status, body) = app.post("/v1/check", &check).await;
-    assert_eq!(
-        (status, body["decision"].clone()),
-        (200, json!("allow")),
-        "{body}"
-    );
+    let idp = FakeIdp::start().await;
+    let (proxy, app) = proxied_app_configured(|s| idp.configure(s)).await;
+    let minted = app.anonymous().await;
+    let (token, workspace) = (minted.token, minted.workspace);
+    // A provider user linked to its subject (no `external_id` in its token).
+    let provider = idp.token("user_1", json!({}));
+    let (status, body) = app.resolve(&provider, &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let check = |token: &str| {
+        json!({"token": token, "action": "read",
+               "resource": {"type": "Workspace", "id": workspace},
+               "consistency": {"fully_consistent": true}})
+    };
+    // Once before any cut: from then on each token's signature is
+    // remembered, and the read above is the request's first.
+    for (token, decision) in [(&token, "allow"), (&provider, "deny")] {
+        let (status, body) = app.post("/v1/check", &check(token)).await;
+        assert_eq!(
+            (status, body["decision"].clone()),
+            (200, json!(decision)),
+            "{body}"
+        );
+    }
     let fill = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
                       "resource": {"type": "Asset", "id": "a"},
                       "consistency": {"fully_consistent": true}});
-    for round in 0..4 {
+    for round in 0..6 {
         fill_the_pool(&app, &fill).await;
         proxy.down().await;
         proxy.up();
-        // The first request after the cut, alternately a check with the
-        // token and a management read with it.
-        if round % 2 == 0 {
-            let (status, body) = app.post("/v1/check", &check).await;
-            assert_eq!(
-                (status, body["decision"].clone()),
-                (200, json!("allow")),
-                "round {round}: the check with a token after the cut: {body}"
-            );
-        } else {
-            let path = format!("/v1/workspaces/{workspace}");
-            let (status, body) = app.get_with(Some(&token), &path).await;
-            assert_eq!(status, 200, "round {round}: {path} after the cut: {body}");
-        }
+        // The first request after the cut, in turn: a check with the
+        // anonymous token, a management read with it, a check with the
+        // provider's token.
+        let (status, body) = match round % 3 {
+            0 => app.post("/v1/check", &check(&token)).await,
+            1 => {
+                let path = format!("/v1/workspaces/{workspace}");
+                app.get_with(Some(&token), &path).await
+            }
+            _ => app.post("/v1/check", &check(&provider)).await,
+        };
+        assert_eq!(
+            status, 200,
+            "round {round}, the first request after the cut: {body}"
+        );
     }
 }
