@@ -359,7 +359,8 @@ impl Store {
     /// Runs the read `query`, and once more if its connection turned out
     /// to be lost: by then every connection idle since before the loss is
     /// pinged before use, so the second try runs on a live connection, or
-    /// a new one if the database is back. Only for reads: a write cut off
+    /// a new one if the database is back. Only for reads (and the
+    /// rate-limit counter, which may safely count twice): a write cut off
     /// at its commit may or may not have committed.
     pub(crate) async fn read_again_if_lost<T, F, Fut>(&self, query: F) -> Result<T, StoreError>
     where

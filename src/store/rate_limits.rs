@@ -24,6 +24,12 @@ pub enum RateDecision {
 impl Store {
     /// Counts one request in `bucket` (e.g. `anonymous:127.0.0.1`) and says
     /// whether it is within `limit` requests per `window`.
+    ///
+    /// The first statement of the anonymous mint and refresh, so it is sent
+    /// again when its connection turns out lost
+    /// ([`Store::read_again_if_lost`]), though it writes: the one write that
+    /// may safely land twice, since at worst the client is counted once
+    /// more in this window.
     pub async fn hit(
         &self,
         bucket: &str,
@@ -33,15 +39,20 @@ impl Store {
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(60_000).max(1);
         let now = now_millis();
         let start = now - now.rem_euclid(window_ms);
-        let row = sqlx::query(
-            "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
-             ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
-             RETURNING hits",
-        )
-        .bind(bucket)
-        .bind(start)
-        .fetch_one(self.pool())
-        .await?;
+        let row = self
+            .read_again_if_lost(|| async {
+                let row = sqlx::query(
+                    "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
+                     ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
+                     RETURNING hits",
+                )
+                .bind(bucket)
+                .bind(start)
+                .fetch_one(self.pool())
+                .await?;
+                Ok(row)
+            })
+            .await?;
         let hits: i64 = row
             .try_get("hits")
             .map_err(|e| StoreError::Query(format!("column hits: {e}")))?;
