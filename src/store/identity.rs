@@ -214,24 +214,9 @@ impl Store {
         &self,
         users: &[&str],
     ) -> Result<HashMap<String, String>, StoreError> {
-        self.read_again_if_lost(|| async {
-            let mut live = HashMap::new();
-            for chunk in users.chunks(CHUNK) {
-                let statement = format!(
-                    "SELECT user_id, jti FROM anonymous_tokens WHERE user_id IN (VALUES {})",
-                    values_list(1, chunk.len())
-                );
-                let mut query = sqlx::query(&statement);
-                for user in chunk {
-                    query = query.bind(*user);
-                }
-                for row in query.fetch_all(self.pool()).await? {
-                    live.insert(text(&row, "user_id")?, text(&row, "jti")?);
-                }
-            }
-            Ok(live)
-        })
-        .await
+        let select = "SELECT user_id AS k, jti AS v FROM anonymous_tokens WHERE user_id IN";
+        self.read_again_if_lost(|| self.by_keys(select, None, users))
+            .await
     }
 
     /// The users linked to `subjects` of `provider`: the first read of a
@@ -243,24 +228,36 @@ impl Store {
         provider: &str,
         subjects: &[&str],
     ) -> Result<HashMap<String, String>, StoreError> {
-        self.read_again_if_lost(|| async {
-            let mut users = HashMap::new();
-            for chunk in subjects.chunks(CHUNK) {
-                let statement = format!(
-                    "SELECT subject, user_id FROM identities WHERE provider = $1 AND subject IN (VALUES {})",
-                    values_list(2, chunk.len())
-                );
-                let mut query = sqlx::query(&statement).bind(provider);
-                for subject in chunk {
-                    query = query.bind(*subject);
-                }
-                for row in query.fetch_all(self.pool()).await? {
-                    users.insert(text(&row, "subject")?, text(&row, "user_id")?);
-                }
+        let select =
+            "SELECT subject AS k, user_id AS v FROM identities WHERE provider = $1 AND subject IN";
+        self.read_again_if_lost(|| self.by_keys(select, Some(provider), subjects))
+            .await
+    }
+
+    /// `k` to `v` of the rows `select` (ending in `IN`; `leading`, when
+    /// given, is its `$1`) finds for `keys`, asked [`CHUNK`] keys at a time.
+    async fn by_keys(
+        &self,
+        select: &str,
+        leading: Option<&str>,
+        keys: &[&str],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let first = 1 + usize::from(leading.is_some());
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            let statement = format!("{select} (VALUES {})", values_list(first, chunk.len()));
+            let mut query = sqlx::query(&statement);
+            if let Some(value) = leading {
+                query = query.bind(value);
             }
-            Ok(users)
-        })
-        .await
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                found.insert(text(&row, "k")?, text(&row, "v")?);
+            }
+        }
+        Ok(found)
     }
 
     /// Creates an anonymous user with its own private workspace and project
