@@ -71,6 +71,13 @@ impl ApiError {
         self
     }
 
+    /// 503 with `Retry-After: 1`: the database could not serve the request
+    /// now, and a second try shortly may succeed.
+    pub fn retry_soon(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+            .with_header(axum::http::header::RETRY_AFTER, "1")
+    }
+
     /// 429: over a rate limit; retry after `seconds`.
     pub fn rate_limited(seconds: u64) -> Self {
         Self::new(
@@ -153,21 +160,17 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(cause) | StoreError::ConnectionLost(cause) => {
                 tracing::warn!(%cause, "database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::retry_soon(
                     "database_unavailable",
                     "the database is unavailable; the request was not served, retry shortly",
                 )
-                .with_header(axum::http::header::RETRY_AFTER, "1")
             }
             StoreError::OutcomeUnknown(cause) => {
                 tracing::warn!(%cause, "connection lost while a write committed");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::retry_soon(
                     "write_outcome_unknown",
                     "the database connection was lost while this write committed: it may or may not have been applied; read it back before sending it again (a create sent again may make a second record)",
                 )
-                .with_header(axum::http::header::RETRY_AFTER, "1")
             }
             StoreError::Conflict(cause) => {
                 tracing::info!(%cause, "constraint refused a change");
@@ -179,12 +182,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Busy(cause) => {
                 tracing::warn!(%cause, "a write gave up waiting for the write lock");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::retry_soon(
                     "write_busy",
                     "another write (such as a large import) held the write lock for longer than this server waits (--write-lock-timeout-ms); nothing was written, retry shortly",
                 )
-                .with_header(axum::http::header::RETRY_AFTER, "1")
             }
             StoreError::Query(cause) => {
                 tracing::error!(%cause, "database query failed");

@@ -196,13 +196,21 @@ async fn unavailable(app: &TestApp, path: &str, body: &serde_json::Value) -> ser
     response.json().await.expect("JSON body")
 }
 
-/// Asks `request` (a check that reads the facts) eight times at once, so
-/// that the pool holds several connections; each must answer 200.
-async fn fill_the_pool(app: &TestApp, request: &serde_json::Value) {
+/// `u`'s check on `a`: allowed, and (fully consistent) it reads the facts.
+fn owner_check() -> serde_json::Value {
+    json!({"principal": {"type": "User", "id": "u"}, "action": "read",
+           "resource": {"type": "Asset", "id": "a"},
+           "consistency": {"fully_consistent": true}})
+}
+
+/// Asks [`owner_check`] eight times at once, so that the pool holds several
+/// connections, each used a moment ago (each must answer 200); then cuts
+/// every connection, and the database is reachable again at once.
+async fn cut_a_full_pool(proxy: &Proxy, app: &TestApp) {
     let mut checks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (client, url) = (app.client.clone(), format!("{}/v1/check", app.base));
-        let (key, body) = (app.admin_key.clone(), request.clone());
+        let (key, body) = (app.admin_key.clone(), owner_check());
         checks.spawn(async move {
             let response = client.post(url).bearer_auth(key).json(&body).send().await;
             response.map(|r| r.status().as_u16())
@@ -211,6 +219,8 @@ async fn fill_the_pool(app: &TestApp, request: &serde_json::Value) {
     while let Some(status) = checks.join_next().await {
         assert_eq!(status.expect("task").expect("request"), 200);
     }
+    proxy.down().await;
+    proxy.up();
 }
 
 /// Connections broken while they sat idle in the pool (a database restart
@@ -219,14 +229,10 @@ async fn fill_the_pool(app: &TestApp, request: &serde_json::Value) {
 #[tokio::test]
 async fn connections_broken_while_idle_are_replaced_before_use() {
     let (proxy, app) = proxied_app().await;
-    let request = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
-                         "resource": {"type": "Asset", "id": "a"},
-                         "consistency": {"fully_consistent": true}});
-    // Several connections in the pool, all idle afterwards.
-    fill_the_pool(&app, &request).await;
-    // Every connection is cut; the database is reachable again at once.
-    proxy.down().await;
-    proxy.up();
+    let request = owner_check();
+    // Several connections in the pool, all cut, then idle for over a
+    // second.
+    cut_a_full_pool(&proxy, &app).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     for i in 0..10 {
         let (status, body) = app.post("/v1/check", &request).await;
@@ -246,16 +252,10 @@ async fn connections_broken_while_idle_are_replaced_before_use() {
 #[tokio::test]
 async fn connections_cut_in_use_are_replaced_and_the_read_tried_again() {
     let (proxy, app) = proxied_app().await;
-    let request = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
-                         "resource": {"type": "Asset", "id": "a"},
-                         "consistency": {"fully_consistent": true}});
+    let request = owner_check();
     for round in 0..3 {
-        // Several connections in the pool, each used a moment ago.
-        fill_the_pool(&app, &request).await;
-        // Every connection is cut and the database is reachable again at
-        // once, well within a second of their last use.
-        proxy.down().await;
-        proxy.up();
+        // Every connection is cut well within a second of its last use.
+        cut_a_full_pool(&proxy, &app).await;
         for i in 0..10 {
             let (status, body) = app.post("/v1/check", &request).await;
             assert_eq!(
@@ -338,13 +338,8 @@ async fn requests_with_a_token_read_again_after_a_cut() {
             "{body}"
         );
     }
-    let fill = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
-                      "resource": {"type": "Asset", "id": "a"},
-                      "consistency": {"fully_consistent": true}});
     for round in 0..8 {
-        fill_the_pool(&app, &fill).await;
-        proxy.down().await;
-        proxy.up();
+        cut_a_full_pool(&proxy, &app).await;
         // The first request after the cut, in turn: a check with the
         // anonymous token, a management read with it, a check with the
         // provider's token, and an anonymous mint (whose first statement
