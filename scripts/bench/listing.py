@@ -2,8 +2,8 @@
 """Times the whole listing of u0's readable assets in the workspace "big"
 (10,000 assets), or with WORKSPACE= (empty) everywhere (u0 also owns w0), or
 with SUBJECTS_OF=ASSET the users who may read that asset (AuthZEN subject
-search): pages of 100 (or PAGE) followed by next_token until the last page,
-one client, one keep-alive connection.
+search): pages of 100 (or PAGE), each next_token sent back as page.token
+until the last page, one client, one keep-alive connection.
 Prints "<seconds> <results> <pages>". Usage: listing.py BASE_URL KEY"""
 import http.client, json, os, sys, time, urllib.parse
 
@@ -24,7 +24,7 @@ while True:
     subject = {"type": "User"} if subjects_of else {"type": "User", "id": "u0"}
     body = {"subject": subject, "action": {"name": "read"},
             "resource": resource,
-            "page": {"limit": limit, **({"next_token": token} if token else {})}}
+            "page": {"limit": limit, **({"token": token} if token else {})}}
     conn.request("POST", path, json.dumps(body), headers)
     response = conn.getresponse()
     answer = json.loads(response.read())

@@ -1,5 +1,6 @@
 //! OpenID AuthZEN Authorization API 1.0: access evaluation, access
-//! evaluations (with the three evaluation semantics) and PDP metadata.
+//! evaluations (with the three evaluation semantics) and PDP metadata (the
+//! three searches are in `super::search`).
 //! AuthZEN `type` is the Cedar entity type name without the namespace,
 //! `action.name` the Cedar action. `properties` are accepted and ignored:
 //! facts come from Warden's store, never from the caller — except
@@ -141,6 +142,8 @@ struct ConfigurationDoc {
     search_subject_endpoint: String,
     /// The resource search endpoint.
     search_resource_endpoint: String,
+    /// The action search endpoint.
+    search_action_endpoint: String,
 }
 
 /// Any JSON object.
@@ -236,7 +239,7 @@ async fn evaluation(
 
 /// AuthZEN calls the principal `subject`: errors name the field as the
 /// request does (`evaluations[2].subject.type`, not `...principal.type`).
-fn subject_field(mut error: InputError, path: &str) -> InputError {
+pub(super) fn subject_field(mut error: InputError, path: &str) -> InputError {
     let principal = format!("{path}principal");
     if let Some(rest) = error.field.strip_prefix(&principal) {
         error.field = format!("{path}subject{rest}");
@@ -429,5 +432,6 @@ async fn configuration(State(state): State<Arc<AppState>>) -> Json<Value> {
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
         "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
         "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
+        "search_action_endpoint": format!("{base}/access/v1/search/action"),
     }))
 }

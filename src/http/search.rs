@@ -1,16 +1,19 @@
 //! Search routes (app API key, action `decide`): AuthZEN's resource and
 //! subject search, and their `/v1` equivalents. What is found is decided by
 //! the policies over candidates from stored relations (`crate::search`), a
-//! page at a time; link-only public resources are never listed.
+//! page at a time; link-only public resources are never listed. And
+//! AuthZEN's action search: every action that applies to the resource's
+//! type, asked of the policies over one load of facts.
 
-use super::authzen::{subject_token, token_subject, Action, Entity};
-use super::check::{verify_tokens, EntityRefBody};
+use super::authzen::{subject_field, subject_token, token_subject, Action, Entity};
+use super::check::{decide_logged, verify_tokens, EntityRefBody};
 use super::error::ApiError;
 use super::extract::route::Decide;
 use super::extract::{Allowed, JsonBody};
 use super::openapi::KeyErrors;
 use super::{AppState, Routes};
-use crate::decision::Authn;
+use crate::cache::Consistency;
+use crate::decision::{Authn, DecisionInput, EntityRef, RawDecision};
 use crate::policy::PolicyEngine;
 use crate::search::{self, Ask, Principal, Scope};
 use axum::extract::State;
@@ -31,6 +34,7 @@ pub fn router() -> Routes {
     Routes::new()
         .routes(routes!(search_resource))
         .routes(routes!(search_subject))
+        .routes(routes!(search_action))
         .routes(routes!(v1_resources))
         .routes(routes!(v1_subjects))
 }
@@ -82,16 +86,36 @@ fn text_property(properties: &Option<Map<String, Value>>, key: &str) -> Result<S
     }
 }
 
-/// AuthZEN paging.
+/// AuthZEN paging of a request (AuthZEN 1.0's paginated request).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PageRequest {
-    /// The `next_token` of the previous page.
-    #[serde(default)]
-    next_token: Option<String>,
+    /// The `next_token` of the previous page's answer (absent or "" for the
+    /// first page). Also accepted under the name `next_token`.
+    #[serde(default, alias = "next_token")]
+    token: Option<String>,
     /// Results per page (1 to 1,000; default 50).
     #[serde(default)]
     limit: Option<i64>,
+    /// AuthZEN's implementation-specific paging attributes (sorting,
+    /// filtering): Warden has none, results come in id order, so this must
+    /// be empty.
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+}
+
+impl PageRequest {
+    /// Where the page starts (results after this id; "" for the first).
+    fn after(&self) -> Result<String, ApiError> {
+        if let Some(key) = self.properties.as_ref().and_then(|p| p.keys().next()) {
+            let field = format!("page.properties.{key}");
+            return Err(ApiError::bad_request(format!(
+                "{field}: Warden has no paging properties (results come in id order); leave page.properties out"
+            ))
+            .with("field", json!(field)));
+        }
+        Ok(self.token.clone().unwrap_or_default())
+    }
 }
 
 /// The resource of a resource search: a type, optionally narrowed by
@@ -162,17 +186,45 @@ struct Found {
 /// AuthZEN paging of the answer.
 #[derive(Debug, Serialize, ToSchema)]
 struct PageAnswer {
-    /// Pass as `page.next_token` for the next page; "" on the last page.
+    /// Pass as `page.token` for the next page; "" on the last page.
     next_token: String,
+    /// How many results this page holds.
+    count: usize,
 }
 
-/// A search's answer.
+impl PageAnswer {
+    fn new(next: Option<String>, count: usize) -> Self {
+        PageAnswer {
+            next_token: next.unwrap_or_default(),
+            count,
+        }
+    }
+}
+
+/// The `context` of an AuthZEN search answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct AnswerContext {
+    /// The policy set that decided.
+    policy_version: String,
+}
+
+/// An AuthZEN search's answer.
 #[derive(Debug, Serialize, ToSchema)]
 struct SearchAnswer {
     results: Vec<Found>,
     page: PageAnswer,
-    /// The policy set that decided.
-    policy_version: String,
+    context: AnswerContext,
+}
+
+impl SearchAnswer {
+    fn new(results: Vec<Found>, next: Option<String>, policy_version: String) -> Self {
+        let count = results.len();
+        SearchAnswer {
+            results,
+            page: PageAnswer::new(next, count),
+            context: AnswerContext { policy_version },
+        }
+    }
 }
 
 fn found(ty: &str, items: Vec<(String, Vec<String>)>) -> Vec<Found> {
@@ -288,18 +340,16 @@ async fn search_resource(
     let asked = Asked {
         action: body.action.name,
         context: body.context.unwrap_or_default(),
-        after: page.next_token.unwrap_or_default(),
+        after: page.after()?,
         limit: page.limit,
         fields: AUTHZEN_FIELDS,
     };
     let (result, version) = find_resources(&state, body.subject, &scope, asked).await?;
-    Ok(Json(SearchAnswer {
-        results: found(&scope.ty, result.items),
-        page: PageAnswer {
-            next_token: result.next.unwrap_or_default(),
-        },
-        policy_version: version,
-    }))
+    Ok(Json(SearchAnswer::new(
+        found(&scope.ty, result.items),
+        result.next,
+        version,
+    )))
 }
 
 /// AuthZEN subject search: the users who may perform the action on the
@@ -323,18 +373,147 @@ async fn search_subject(
     let asked = Asked {
         action: body.action.name,
         context: body.context.unwrap_or_default(),
-        after: page.next_token.unwrap_or_default(),
+        after: page.after()?,
         limit: page.limit,
         fields: AUTHZEN_FIELDS,
     };
     let (result, version) =
         find_subjects(&state, &body.resource.ty, &body.resource.id, asked).await?;
-    Ok(Json(SearchAnswer {
-        results: found("User", result.items),
-        page: PageAnswer {
-            next_token: result.next.unwrap_or_default(),
+    Ok(Json(SearchAnswer::new(
+        found("User", result.items),
+        result.next,
+        version,
+    )))
+}
+
+/// AuthZEN action search: which actions may the subject perform on the
+/// resource?
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ActionSearch {
+    subject: Entity,
+    resource: Entity,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+    #[serde(default)]
+    page: Option<PageRequest>,
+}
+
+/// One action found: its name and the policies that allowed it.
+#[derive(Debug, Serialize, ToSchema)]
+struct FoundAction {
+    name: String,
+    /// `{"reasons": [@id...]}`.
+    properties: Map<String, Value>,
+}
+
+/// An AuthZEN action search's answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct ActionAnswer {
+    results: Vec<FoundAction>,
+    page: PageAnswer,
+    context: AnswerContext,
+}
+
+/// The actions that apply to resources of type `ty`, in name order; 400
+/// naming `resource.type` when none does.
+fn actions_on<'e>(engine: &'e PolicyEngine, ty: &str) -> Result<Vec<&'e str>, ApiError> {
+    let on = |action: &&str| {
+        engine
+            .decision_action(action)
+            .is_some_and(|shape| shape.resources.iter().any(|r| r == ty))
+    };
+    let names: Vec<&str> = engine.decision_actions().filter(on).collect();
+    if names.is_empty() {
+        let types: std::collections::BTreeSet<&str> = engine
+            .decision_actions()
+            .filter_map(|a| engine.decision_action(a))
+            .flat_map(|shape| shape.resources.iter().map(String::as_str))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "resource.type: no action applies to {ty:?}; expected one of: {}",
+            types.into_iter().collect::<Vec<_>>().join(", ")
+        ))
+        .with("field", json!("resource.type")));
+    }
+    Ok(names)
+}
+
+/// AuthZEN action search: the actions the subject may perform on the
+/// resource (which buttons a page shows), each with the policies that
+/// allowed it. Every action that applies to the resource's type is asked
+/// of the policies, all over one load of facts (and the decision cache, as
+/// AuthZEN evaluations are); results come in name order.
+#[utoipa::path(post, path = "/access/v1/search/action", tag = "authzen", request_body = ActionSearch,
+    responses((status = 200, description = "The actions, by name, with the deciding policies", body = ActionAnswer), KeyErrors),
+    security(("api_key" = [])))]
+async fn search_action(
+    State(state): State<Arc<AppState>>,
+    _: Allowed<Decide>,
+    JsonBody(body): JsonBody<ActionSearch>,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let engine = state.engine();
+    let page = body.page.unwrap_or_default();
+    let after = page.after()?;
+    let size = usize::try_from(limit(page.limit, "page.limit")?).unwrap_or(usize::MAX);
+    let mut names: Vec<&str> = actions_on(&engine, &body.resource.ty)?
+        .into_iter()
+        .filter(|name| *name > after.as_str())
+        .collect();
+    let next = (names.len() > size)
+        .then(|| names.get(size - 1).map(|name| name.to_string()))
+        .flatten();
+    names.truncate(size);
+    let tokens: Vec<(String, &str)> = subject_token(&body.subject)
+        .map(|t| ("subject.properties.token".to_string(), t))
+        .into_iter()
+        .collect();
+    let verified = verify_tokens(&state, &tokens).await?;
+    let (subject, authn) = token_subject(body.subject, &verified, "")?;
+    let context = body.context.unwrap_or_default();
+    let mut inputs = Vec::with_capacity(names.len());
+    for name in &names {
+        let raw = RawDecision {
+            principal: EntityRef {
+                ty: subject.ty.clone(),
+                id: subject.id.clone(),
+            },
+            action: name.to_string(),
+            resource: EntityRef {
+                ty: body.resource.ty.clone(),
+                id: body.resource.id.clone(),
+            },
+            context: context.clone(),
+            entities: None,
+            authn,
+        };
+        inputs.push(DecisionInput::parse(&engine, raw, "").map_err(|e| subject_field(e, ""))?);
+    }
+    let verdicts = if inputs.is_empty() {
+        Vec::new()
+    } else {
+        decide_logged(&state, &engine, &inputs, "", Consistency::MinimizeLatency).await?
+    };
+    let results: Vec<FoundAction> = names
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, verdict)| verdict.allow)
+        .map(|(name, verdict)| {
+            let mut properties = Map::new();
+            properties.insert("reasons".into(), json!(verdict.reasons));
+            FoundAction {
+                name: name.to_string(),
+                properties,
+            }
+        })
+        .collect();
+    let count = results.len();
+    Ok(Json(ActionAnswer {
+        results,
+        page: PageAnswer::new(next, count),
+        context: AnswerContext {
+            policy_version: engine.version().to_string(),
         },
-        policy_version: version,
     }))
 }
 

@@ -1,6 +1,7 @@
 //! OpenID AuthZEN Authorization API 1.0 over the real server: access
 //! evaluation, access evaluations (top-level defaults, per-item overrides,
-//! the three evaluation semantics, bad items) and the PDP metadata.
+//! the three evaluation semantics, bad items) and the PDP metadata (every
+//! advertised endpoint answers). The searches are in `search.rs`.
 
 use crate::common::{spawn_app, spawn_configured, Db, TestApp};
 use serde_json::{json, Value};
@@ -602,6 +603,31 @@ async fn metadata_lists_the_endpoints_at_the_base_url() {
                 &json!({"subject": user("alice"), "action": action("read"), "resource": asset("a1")}))
             .await;
         assert_eq!((status, answer["decision"].clone()), (200, json!(true)));
+        for (endpoint, ask, found) in [
+            (
+                "search_resource_endpoint",
+                json!({"subject": user("bob"), "action": action("read"), "resource": {"type": "Asset"}}),
+                json!([{"type": "Asset", "id": "a2", "properties": {"reasons": ["asset-grant-read"]}}]),
+            ),
+            (
+                "search_subject_endpoint",
+                json!({"subject": {"type": "User"}, "action": action("write"), "resource": asset("a3")}),
+                json!([{"type": "User", "id": "alice", "properties": {"reasons": ["workspace-owner"]}},
+                       {"type": "User", "id": "carol", "properties": {"reasons": ["workspace-editor"]}}]),
+            ),
+            (
+                "search_action_endpoint",
+                json!({"subject": user("bob"), "resource": asset("a2")}),
+                json!([{"name": "read", "properties": {"reasons": ["asset-grant-read"]}}]),
+            ),
+        ] {
+            let url = body[endpoint]
+                .as_str()
+                .unwrap_or_else(|| panic!("{endpoint} in {body}"));
+            let (status, answer) = app.post(url.trim_start_matches(&app.base), &ask).await;
+            assert_eq!(status, 200, "{endpoint}: {answer}");
+            assert_eq!(answer["results"], found, "{endpoint}: {answer}");
+        }
     }
     // Behind a proxy, the configured public URL is advertised (no double slash).
     let proxied = spawn_configured(Db::Sqlite, None, None, |s| {
@@ -621,4 +647,10 @@ async fn metadata_lists_the_endpoints_at_the_base_url() {
         body["access_evaluations_endpoint"],
         "https://authz.example.com/access/v1/evaluations"
     );
+    for kind in ["subject", "resource", "action"] {
+        assert_eq!(
+            body[format!("search_{kind}_endpoint")],
+            format!("https://authz.example.com/access/v1/search/{kind}")
+        );
+    }
 }

@@ -67,7 +67,74 @@ async fn subjects(app: &TestApp, action: &str, ty: &str, id: &str) -> Value {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    assert_authzen_answer(&body);
     body["results"].clone()
+}
+
+/// An AuthZEN 1.0 search answer holds `results`, `page` (`next_token`,
+/// `count`) and `context` (Warden's policy version), and nothing else.
+fn assert_authzen_answer(body: &Value) {
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["context", "page", "results"], "{body}");
+    assert_eq!(
+        body["page"]["count"],
+        json!(body["results"].as_array().unwrap().len()),
+        "{body}"
+    );
+    assert!(body["page"]["next_token"].is_string(), "{body}");
+    assert!(
+        body["context"]["policy_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{body}"
+    );
+}
+
+/// The actions `user` may perform on resource `ty` `id` (AuthZEN action
+/// search), walked `limit` at a time, with the reasons of each.
+async fn actions(
+    app: &TestApp,
+    user: &str,
+    ty: &str,
+    id: &str,
+    limit: usize,
+) -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    let mut token = String::new();
+    for _ in 0..20 {
+        let (status, body) = app
+            .post(
+                "/access/v1/search/action",
+                &json!({"subject": {"type": "User", "id": user}, "resource": {"type": ty, "id": id},
+                        "page": {"token": token, "limit": limit}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_authzen_answer(&body);
+        for result in body["results"].as_array().unwrap() {
+            assert_eq!(result.as_object().unwrap().len(), 2, "{result}");
+            found.push((
+                result["name"].as_str().unwrap().to_string(),
+                result["properties"]["reasons"].clone(),
+            ));
+        }
+        token = body["page"]["next_token"].as_str().unwrap().to_string();
+        if token.is_empty() {
+            return found;
+        }
+    }
+    panic!("{user} on {ty} {id}: still more pages after 20 of {limit}");
+}
+
+fn names(found: &[(String, Value)]) -> Vec<&str> {
+    found.iter().map(|(name, _)| name.as_str()).collect()
 }
 
 /// Every result of the /v1 search `ask` at `path`, following `next_cursor`
@@ -155,15 +222,18 @@ async fn searches_find_what_the_policies_allow_and_never_public_links(db: Db) {
         json!({"type": "Asset", "id": "a1", "properties": {"reasons": ["asset-grant-read"]}})
     );
 
-    // Pages: 2 at a time, following next_token.
+    // Pages: 2 at a time, each answer's page.next_token sent back as
+    // page.token (AuthZEN 1.0), with the page's count. The answer holds
+    // only AuthZEN's keys; the policy version is in its context.
     let mut seen = Vec::new();
     let mut token = String::new();
     for _ in 0..5 {
         let (status, body) = app
             .post("/access/v1/search/resource", &json!({"subject": {"type": "User", "id": "bob"},
-                  "action": {"name": "read"}, "resource": {"type": "Asset"}, "page": {"next_token": token, "limit": 2}}))
+                  "action": {"name": "read"}, "resource": {"type": "Asset"}, "page": {"token": token, "limit": 2}}))
             .await;
         assert_eq!(status, 200, "{body}");
+        assert_authzen_answer(&body);
         seen.extend(ids(&body["results"]));
         token = body["page"]["next_token"].as_str().unwrap().to_string();
         if token.is_empty() {
@@ -171,6 +241,19 @@ async fn searches_find_what_the_policies_allow_and_never_public_links(db: Db) {
         }
     }
     assert_eq!(seen, all_w);
+    // `next_token` is accepted as the request's name for it too; empty
+    // paging properties are fine.
+    let (status, body) = app
+        .post(
+            "/access/v1/search/resource",
+            &json!({"subject": {"type": "User", "id": "bob"},
+              "action": {"name": "read"}, "resource": {"type": "Asset"},
+              "page": {"next_token": "a2", "limit": 2, "properties": {}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body["results"]), ["a3", "a4"]);
+    assert_eq!(body["page"], json!({"next_token": "a4", "count": 2}));
 
     // Who may write a1? With the reason for each.
     let writers = subjects(&app, "write", "Asset", "a1").await;
@@ -264,6 +347,12 @@ async fn searches_find_what_the_policies_allow_and_never_public_links(db: Db) {
             "subject.type",
         ),
         (
+            "/access/v1/search/subject",
+            json!({"subject": {"type": "User"}, "action": {"name": "read"}, "resource": {"type": "Asset", "id": "a1"},
+                   "page": {"properties": {"sort": "desc"}}}),
+            "page.properties.sort",
+        ),
+        (
             "/v1/search/resources",
             json!({"action": "read", "resource_type": "Asset"}),
             "principal",
@@ -347,7 +436,8 @@ async fn scoped_searches_follow_moves(db: Db) {
 
 both_backends!(scoped, scoped_searches_follow_moves);
 
-/// Adding a policy changes what search finds, with no code change.
+/// Adding a policy changes what search finds (resources, subjects and
+/// actions), with no code change.
 #[tokio::test]
 async fn a_new_policy_changes_search_results_with_no_code_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,6 +452,10 @@ async fn a_new_policy_changes_search_results_with_no_code_change() {
     assert_eq!(
         ids(&subjects(&app, "write", "Asset", "a1").await),
         ["alice", "bob", "dave"]
+    );
+    assert_eq!(
+        actions(&app, "erin", "Asset", "a1", 50).await,
+        [("read".to_string(), json!(["asset-grant-read"]))]
     );
     std::fs::write(
         dir.path().join("readers-write.cedar"),
@@ -382,6 +476,13 @@ async fn a_new_policy_changes_search_results_with_no_code_change() {
     assert_eq!(
         writers[3]["properties"]["reasons"],
         json!(["readers-may-write"])
+    );
+    assert_eq!(
+        actions(&app, "erin", "Asset", "a1", 50).await,
+        [
+            ("read".to_string(), json!(["asset-grant-read"])),
+            ("write".to_string(), json!(["readers-may-write"]))
+        ]
     );
 }
 
@@ -517,3 +618,189 @@ both_backends!(
     workspace_project_paging,
     workspace_and_project_search_page_per_relation
 );
+
+/// The actions the schema applies to each resource type, as an app would
+/// list them by hand.
+const ACTIONS: [(&str, &[&str]); 3] = [
+    (
+        "Workspace",
+        &[
+            "accept_invite",
+            "create_project",
+            "delete",
+            "invite",
+            "manage_members",
+            "read",
+            "read_audit",
+            "share",
+            "write",
+        ],
+    ),
+    (
+        "Project",
+        &[
+            "accept_invite",
+            "create_asset",
+            "delete",
+            "invite",
+            "manage_members",
+            "read",
+            "read_audit",
+            "share",
+            "write",
+        ],
+    ),
+    ("Asset", &["delete", "read", "read_audit", "share", "write"]),
+];
+
+/// AuthZEN action search finds, for every user and every stored resource
+/// (and for an unknown user and resource), exactly the actions
+/// `/v1/check/batch` allows, with the same reasons, in name order; walked
+/// one or four at a time it finds the same. One search loads the facts
+/// once (none when its decisions are cached). Mistakes name the field;
+/// keys without the check scope are refused.
+async fn action_search_finds_what_checks_allow(db: Db) {
+    let app = app(db, None).await;
+    let users = ["alice", "bob", "dave", "erin", "mallory", "nobody"];
+    let resources: [(&str, &[&str]); 3] = [
+        ("Workspace", &["w", "wm"]),
+        ("Project", &["p", "q", "pm"]),
+        (
+            "Asset",
+            &["a1", "a2", "a3", "a4", "a5", "pub", "m1", "gone"],
+        ),
+    ];
+    // A first search on a pair loads its facts once; asked again, its
+    // decisions come from the cache.
+    let loads = app.state.store.fact_loads();
+    let first = actions(&app, "bob", "Project", "q", 50).await;
+    assert_eq!(app.state.store.fact_loads(), loads + 1);
+    assert_eq!(actions(&app, "bob", "Project", "q", 50).await, first);
+    assert_eq!(app.state.store.fact_loads(), loads + 1);
+
+    let mut allowed_somewhere = 0;
+    for user in users {
+        for (ty, ids) in resources {
+            let universe = ACTIONS.iter().find(|(t, _)| *t == ty).unwrap().1;
+            for id in ids {
+                let requests: Vec<Value> = universe
+                    .iter()
+                    .map(|action| {
+                        json!({"principal": {"type": "User", "id": user}, "action": action,
+                                         "resource": {"type": ty, "id": id}})
+                    })
+                    .collect();
+                let (status, body) = app
+                    .post("/v1/check/batch", &json!({"requests": requests}))
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                let expected: Vec<(String, Value)> = universe
+                    .iter()
+                    .zip(body["results"].as_array().unwrap())
+                    .filter(|(_, r)| r["decision"] == "allow")
+                    .map(|(action, r)| (action.to_string(), r["reasons"].clone()))
+                    .collect();
+                allowed_somewhere += expected.len();
+                let loads = app.state.store.fact_loads();
+                let found = actions(&app, user, ty, id, 50).await;
+                assert_eq!(found, expected, "{user} on {ty} {id}");
+                assert!(app.state.store.fact_loads() <= loads + 1);
+                for limit in [1, 4] {
+                    assert_eq!(
+                        actions(&app, user, ty, id, limit).await,
+                        expected,
+                        "{user} on {ty} {id}, {limit} at a time"
+                    );
+                }
+            }
+        }
+    }
+    // Not a vacuous agreement: owners, editors, grantees and public links
+    // all show up.
+    assert!(allowed_somewhere > 100, "{allowed_somewhere}");
+    assert_eq!(
+        names(&actions(&app, "alice", "Workspace", "w", 50).await),
+        [
+            "create_project",
+            "delete",
+            "invite",
+            "manage_members",
+            "read",
+            "read_audit",
+            "share",
+            "write"
+        ]
+    );
+    assert_eq!(
+        names(&actions(&app, "dave", "Asset", "a1", 50).await),
+        ["delete", "read", "share", "write"]
+    );
+    assert_eq!(
+        actions(&app, "mallory", "Asset", "pub", 50).await,
+        [
+            ("read".to_string(), json!(["public-asset-read"])),
+            ("write".to_string(), json!(["public-asset-write"]))
+        ]
+    );
+    // Mistakes name the field.
+    let ask = |subject: Value, resource: Value, page: Value| json!({"subject": subject, "resource": resource, "page": page});
+    let bob = json!({"type": "User", "id": "bob"});
+    let a1 = json!({"type": "Asset", "id": "a1"});
+    for (body, field) in [
+        (
+            ask(bob.clone(), json!({"type": "Planet", "id": "x"}), json!({})),
+            "resource.type",
+        ),
+        (
+            ask(bob.clone(), json!({"type": "Asset"}), json!({})),
+            "resource",
+        ),
+        (
+            ask(json!({"type": "Group", "id": "g"}), a1.clone(), json!({})),
+            "subject.type",
+        ),
+        (
+            ask(json!({"type": "User", "id": ""}), a1.clone(), json!({})),
+            "subject.id",
+        ),
+        (
+            ask(bob.clone(), a1.clone(), json!({"limit": 0})),
+            "page.limit",
+        ),
+        (
+            ask(
+                bob.clone(),
+                a1.clone(),
+                json!({"properties": {"sort": "name"}}),
+            ),
+            "page.properties.sort",
+        ),
+        (
+            json!({"subject": bob, "resource": a1, "action": {"name": "read"}}),
+            "action",
+        ),
+        (
+            json!({"subject": bob, "resource": a1, "context": {"authn": "app"}}),
+            "context.authn",
+        ),
+    ] {
+        let (status, answer) = app.post("/access/v1/search/action", &body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+    }
+    // Fail closed: a key without the check scope, or no key.
+    let admin_only = app.key_with_scopes(&["admin"]).await;
+    let search = json!({"subject": bob, "resource": a1});
+    let (status, answer) = app
+        .post_with(Some(&admin_only), "/access/v1/search/action", &search)
+        .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.get("results").is_none(), "{answer}");
+    let (status, answer) = app
+        .post_with(None, "/access/v1/search/action", &search)
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.get("results").is_none(), "{answer}");
+}
+
+both_backends!(actions, action_search_finds_what_checks_allow);
