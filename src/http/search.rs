@@ -208,16 +208,17 @@ struct AnswerContext {
     policy_version: String,
 }
 
-/// An AuthZEN search's answer.
+/// An AuthZEN search's answer: found entities ([`Found`]) or actions
+/// ([`FoundAction`]).
 #[derive(Debug, Serialize, ToSchema)]
-struct SearchAnswer {
-    results: Vec<Found>,
+struct SearchAnswer<T> {
+    results: Vec<T>,
     page: PageAnswer,
     context: AnswerContext,
 }
 
-impl SearchAnswer {
-    fn new(results: Vec<Found>, next: Option<String>, policy_version: String) -> Self {
+impl<T> SearchAnswer<T> {
+    fn new(results: Vec<T>, next: Option<String>, policy_version: String) -> Self {
         let count = results.len();
         SearchAnswer {
             results,
@@ -324,13 +325,13 @@ async fn find_subjects(
 /// AuthZEN resource search: the resources of a type (optionally in one
 /// workspace or project) the subject may perform the action on.
 #[utoipa::path(post, path = "/access/v1/search/resource", tag = "authzen", request_body = ResourceSearch,
-    responses((status = 200, description = "The resources, by id, with the deciding policies", body = SearchAnswer), KeyErrors),
+    responses((status = 200, description = "The resources, by id, with the deciding policies", body = SearchAnswer<Found>), KeyErrors),
     security(("api_key" = [])))]
 async fn search_resource(
     State(state): State<Arc<AppState>>,
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<ResourceSearch>,
-) -> Result<Json<SearchAnswer>, ApiError> {
+) -> Result<Json<SearchAnswer<Found>>, ApiError> {
     let page = body.page.unwrap_or_default();
     let scope = Scope {
         ty: body.resource.ty.clone(),
@@ -355,13 +356,13 @@ async fn search_resource(
 /// AuthZEN subject search: the users who may perform the action on the
 /// resource (as named by an app), each with the deciding policies.
 #[utoipa::path(post, path = "/access/v1/search/subject", tag = "authzen", request_body = SubjectSearch,
-    responses((status = 200, description = "The users, by id, with the deciding policies", body = SearchAnswer), KeyErrors),
+    responses((status = 200, description = "The users, by id, with the deciding policies", body = SearchAnswer<Found>), KeyErrors),
     security(("api_key" = [])))]
 async fn search_subject(
     State(state): State<Arc<AppState>>,
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<SubjectSearch>,
-) -> Result<Json<SearchAnswer>, ApiError> {
+) -> Result<Json<SearchAnswer<Found>>, ApiError> {
     if body.subject.ty != "User" {
         return Err(ApiError::bad_request(format!(
             "subject.type: searches find users, got {:?}",
@@ -407,14 +408,6 @@ struct FoundAction {
     properties: Map<String, Value>,
 }
 
-/// An AuthZEN action search's answer.
-#[derive(Debug, Serialize, ToSchema)]
-struct ActionAnswer {
-    results: Vec<FoundAction>,
-    page: PageAnswer,
-    context: AnswerContext,
-}
-
 /// The actions that apply to resources of type `ty`, in name order; 400
 /// naming `resource.type` when none does.
 fn actions_on<'e>(engine: &'e PolicyEngine, ty: &str) -> Result<Vec<&'e str>, ApiError> {
@@ -445,13 +438,13 @@ fn actions_on<'e>(engine: &'e PolicyEngine, ty: &str) -> Result<Vec<&'e str>, Ap
 /// of the policies, all over one load of facts (and the decision cache, as
 /// AuthZEN evaluations are); results come in name order.
 #[utoipa::path(post, path = "/access/v1/search/action", tag = "authzen", request_body = ActionSearch,
-    responses((status = 200, description = "The actions, by name, with the deciding policies", body = ActionAnswer), KeyErrors),
+    responses((status = 200, description = "The actions, by name, with the deciding policies", body = SearchAnswer<FoundAction>), KeyErrors),
     security(("api_key" = [])))]
 async fn search_action(
     State(state): State<Arc<AppState>>,
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<ActionSearch>,
-) -> Result<Json<ActionAnswer>, ApiError> {
+) -> Result<Json<SearchAnswer<FoundAction>>, ApiError> {
     let engine = state.engine();
     let page = body.page.unwrap_or_default();
     let after = page.after()?;
@@ -507,14 +500,11 @@ async fn search_action(
             }
         })
         .collect();
-    let count = results.len();
-    Ok(Json(ActionAnswer {
+    Ok(Json(SearchAnswer::new(
         results,
-        page: PageAnswer::new(next, count),
-        context: AnswerContext {
-            policy_version: engine.version().to_string(),
-        },
-    }))
+        next,
+        engine.version().to_string(),
+    )))
 }
 
 /// `POST /v1/search/resources` body. No `Debug`: it may hold a token.

@@ -473,6 +473,46 @@ async fn token_decisions_in_check_batch_and_authzen(db: Db) {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["decision"], true);
+    // The action search takes the token the same way: the anonymous user
+    // owns its workspace, so every workspace action is allowed but
+    // accepting an invite (no invite context was given).
+    let (status, body) = app
+        .post(
+            "/access/v1/search/action",
+            &json!({"subject": {"type": "User", "id": "", "properties": {"token": anon.token}},
+                    "resource": {"type": "Workspace", "id": anon.workspace}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "create_project",
+            "delete",
+            "invite",
+            "manage_members",
+            "read",
+            "read_audit",
+            "share",
+            "write"
+        ],
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            "/access/v1/search/action",
+            &json!({"subject": {"type": "User", "id": "", "properties": {"token": "not.a.token"}},
+                    "resource": {"type": "Workspace", "id": anon.workspace}}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["field"], "subject.properties.token", "{body}");
     // A subject id that is not the token's user is refused.
     let (status, body) = app
         .post(
