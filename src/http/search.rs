@@ -86,6 +86,17 @@ fn text_property(properties: &Option<Map<String, Value>>, key: &str) -> Result<S
     }
 }
 
+/// 400 naming `field` when a search's searched-for entity names an id.
+fn searched_for(id: Option<&str>, field: &str) -> Result<(), ApiError> {
+    match id {
+        None | Some("") => Ok(()),
+        Some(id) => Err(ApiError::bad_request(format!(
+            "{field}: a search finds these; leave the id out or empty, got {id:?}"
+        ))
+        .with("field", json!(field))),
+    }
+}
+
 /// AuthZEN paging of a request (AuthZEN 1.0's paginated request).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +137,10 @@ struct ResourceFilter {
     /// `Workspace`, `Project` or `Asset`.
     #[serde(rename = "type")]
     ty: String,
+    /// Absent or "": what is searched for (AuthZEN's entity shape has an
+    /// `id`, which a search leaves empty).
+    #[serde(default)]
+    id: Option<String>,
     /// `{"workspace": id}` and/or `{"project": id}`.
     #[serde(default)]
     properties: Option<Map<String, Value>>,
@@ -151,6 +166,10 @@ struct SubjectFilter {
     /// `User`.
     #[serde(rename = "type")]
     ty: String,
+    /// Absent or "": what is searched for (AuthZEN's entity shape has an
+    /// `id`, which a search leaves empty).
+    #[serde(default)]
+    id: Option<String>,
     /// Accepted, as AuthZEN allows, and ignored.
     #[serde(default)]
     #[expect(
@@ -332,6 +351,7 @@ async fn search_resource(
     _: Allowed<Decide>,
     JsonBody(body): JsonBody<ResourceSearch>,
 ) -> Result<Json<SearchAnswer<Found>>, ApiError> {
+    searched_for(body.resource.id.as_deref(), "resource.id")?;
     let page = body.page.unwrap_or_default();
     let scope = Scope {
         ty: body.resource.ty.clone(),
@@ -370,6 +390,7 @@ async fn search_subject(
         ))
         .with("field", json!("subject.type")));
     }
+    searched_for(body.subject.id.as_deref(), "subject.id")?;
     let page = body.page.unwrap_or_default();
     let asked = Asked {
         action: body.action.name,

@@ -241,6 +241,31 @@ async fn searches_find_what_the_policies_allow_and_never_public_links(db: Db) {
         }
     }
     assert_eq!(seen, all_w);
+    // The searched-for entity may carry AuthZEN's `id`, empty.
+    let (status, body) = app
+        .post(
+            "/access/v1/search/resource",
+            &json!({"subject": {"type": "User", "id": "erin"},
+              "action": {"name": "read"}, "resource": {"type": "Asset", "id": ""}}),
+        )
+        .await;
+    assert_eq!(
+        (status, ids(&body["results"])),
+        (200, vec!["a1".to_string()]),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            "/access/v1/search/subject",
+            &json!({"subject": {"type": "User", "id": ""},
+              "action": {"name": "delete"}, "resource": {"type": "Project", "id": "p"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, ids(&body["results"])),
+        (200, vec!["alice".to_string(), "bob".to_string()]),
+        "{body}"
+    );
     // `next_token` is accepted as the request's name for it too; empty
     // paging properties are fine.
     let (status, body) = app
@@ -351,6 +376,16 @@ async fn searches_find_what_the_policies_allow_and_never_public_links(db: Db) {
             json!({"subject": {"type": "User"}, "action": {"name": "read"}, "resource": {"type": "Asset", "id": "a1"},
                    "page": {"properties": {"sort": "desc"}}}),
             "page.properties.sort",
+        ),
+        (
+            "/access/v1/search/subject",
+            json!({"subject": {"type": "User", "id": "bob"}, "action": {"name": "read"}, "resource": {"type": "Asset", "id": "a1"}}),
+            "subject.id",
+        ),
+        (
+            "/access/v1/search/resource",
+            json!({"subject": {"type": "User", "id": "bob"}, "action": {"name": "read"}, "resource": {"type": "Asset", "id": "a1"}}),
+            "resource.id",
         ),
         (
             "/v1/search/resources",
