@@ -102,6 +102,12 @@ fn assert_field(what: &str, status: u16, body: &Value, field: &str) {
 
 /// The deny a decision route adds to every error (fail closed).
 #[track_caller]
+/// Whether `path` answers decisions, whose errors carry a deny.
+fn decides(path: &str) -> bool {
+    path.starts_with("/v1/check")
+        || (path.starts_with("/access/") && !path.starts_with("/access/v1/search/"))
+}
+
 fn assert_denied(what: &str, path: &str, body: &Value) {
     let want = if path.starts_with("/access/") {
         json!(false)
@@ -113,6 +119,14 @@ fn assert_denied(what: &str, path: &str, body: &Value) {
         "{what}: {path} did not deny: {body}"
     );
 }
+
+const SEARCH_ROUTES: [&str; 5] = [
+    "/access/v1/search/resource",
+    "/access/v1/search/subject",
+    "/access/v1/search/action",
+    "/v1/search/resources",
+    "/v1/search/subjects",
+];
 
 const DECISION_ROUTES: [&str; 4] = [
     "/v1/check",
@@ -146,6 +160,7 @@ async fn unreadable_bodies_are_400_json_on_every_route() {
     let routes: Vec<&str> = DECISION_ROUTES
         .iter()
         .copied()
+        .chain(SEARCH_ROUTES)
         .chain(["/v1/admin/import", "/v1/admin/api-keys"])
         .collect();
     for route in &routes {
@@ -154,7 +169,7 @@ async fn unreadable_bodies_are_400_json_on_every_route() {
             let (status, value) = send_admin(&app, Method::POST, route, Some(body.clone())).await;
             assert_error(&what, status, &value, 400);
             assert_eq!(value["error"]["code"], "invalid_request", "{what}: {value}");
-            if route.starts_with("/v1/check") || route.starts_with("/access/") {
+            if decides(route) {
                 assert_denied(&what, route, &value);
             }
         }
@@ -792,6 +807,42 @@ fn keyed_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         ),
         (
             Method::POST,
+            "/access/v1/search/resource",
+            Some(
+                json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "read"},
+                        "resource": {"type": "Asset"}}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/access/v1/search/subject",
+            Some(
+                json!({"subject": {"type": "User"}, "action": {"name": "read"},
+                        "resource": {"type": "Asset", "id": "a"}}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/access/v1/search/action",
+            Some(
+                json!({"subject": {"type": "User", "id": "alice"}, "resource": {"type": "Asset", "id": "a"}}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/v1/search/resources",
+            Some(
+                json!({"principal": {"type": "User", "id": "alice"}, "action": "read",
+                        "resource_type": "Asset"}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/v1/search/subjects",
+            Some(json!({"action": "read", "resource": {"type": "Asset", "id": "a"}})),
+        ),
+        (
+            Method::POST,
             "/v1/admin/import",
             Some(json!({"users": [{"id": "intruder", "kind": "registered"}]})),
         ),
@@ -849,8 +900,10 @@ async fn no_valid_key_is_401_everywhere(db: Db) {
             let what = format!("{what} on {method} {path}");
             assert_error(&what, status, &value, 401);
             assert_eq!(value["error"]["code"], "unauthenticated", "{what}: {value}");
-            if path.starts_with("/v1/check") || path.starts_with("/access/") {
+            if decides(path) {
                 assert_denied(&what, path, &value);
+            } else {
+                assert!(value.get("results").is_none(), "{what}: {value}");
             }
         }
         // Credentials are checked before the body is even read.
@@ -996,16 +1049,14 @@ async fn scopes_fail_closed_on_every_route(db: Db) {
         );
     }
     let admin_auth = format!("Bearer {admin_only}");
-    for (path, body) in [
-        ("/v1/check", ok_check()),
-        ("/v1/check/batch", json!({"requests": [ok_check()]})),
-        ("/access/v1/evaluation", ok_evaluation()),
-        (
-            "/access/v1/evaluations",
-            json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "read"},
-            "evaluations": [{"resource": {"type": "Asset", "id": "a"}}]}),
-        ),
-    ] {
+    let evaluations = json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "read"},
+                             "evaluations": [{"resource": {"type": "Asset", "id": "a"}}]});
+    let decide_routes = keyed_routes()
+        .into_iter()
+        .filter(|(_, path, _)| !path.starts_with("/v1/admin/"))
+        .map(|(_, path, body)| (path, body.unwrap_or_default()))
+        .chain([("/access/v1/evaluations", evaluations)]);
+    for (path, body) in decide_routes {
         let (status, value) = send(
             &app,
             Method::POST,
@@ -1017,7 +1068,9 @@ async fn scopes_fail_closed_on_every_route(db: Db) {
         let what = format!("admin-only key on {path}");
         assert_error(&what, status, &value, 403);
         assert_eq!(value["error"]["code"], "forbidden", "{what}: {value}");
-        assert_denied(&what, path, &value);
+        if decides(path) {
+            assert_denied(&what, path, &value);
+        }
         assert!(
             value.get("results").is_none() && value.get("evaluations").is_none(),
             "{what}: {value}"
