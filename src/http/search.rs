@@ -247,17 +247,20 @@ impl<T> SearchAnswer<T> {
     }
 }
 
+/// A result's `properties`: `{"reasons": [@id...]}`.
+fn reasons_property(reasons: Vec<String>) -> Map<String, Value> {
+    let mut properties = Map::new();
+    properties.insert("reasons".into(), json!(reasons));
+    properties
+}
+
 fn found(ty: &str, items: Vec<(String, Vec<String>)>) -> Vec<Found> {
     items
         .into_iter()
-        .map(|(id, reasons)| {
-            let mut properties = Map::new();
-            properties.insert("reasons".into(), json!(reasons));
-            Found {
-                ty: ty.to_string(),
-                id,
-                properties,
-            }
+        .map(|(id, reasons)| Found {
+            ty: ty.to_string(),
+            id,
+            properties: reasons_property(reasons),
         })
         .collect()
 }
@@ -512,13 +515,9 @@ async fn search_action(
         .iter()
         .zip(verdicts)
         .filter(|(_, verdict)| verdict.allow)
-        .map(|(name, verdict)| {
-            let mut properties = Map::new();
-            properties.insert("reasons".into(), json!(verdict.reasons));
-            FoundAction {
-                name: name.to_string(),
-                properties,
-            }
+        .map(|(name, verdict)| FoundAction {
+            name: name.to_string(),
+            properties: reasons_property(verdict.reasons),
         })
         .collect();
     Ok(Json(SearchAnswer::new(
