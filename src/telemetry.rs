@@ -1,7 +1,7 @@
 //! Logging (tracing) and metrics (Prometheus) set-up.
 
 use crate::config::LogFormat;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 
@@ -24,7 +24,16 @@ static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn metrics() -> PrometheusHandle {
     METRICS
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let builder = PrometheusBuilder::new();
+            // Request latency as a histogram (buckets add up across
+            // replicas); the other histograms stay summaries.
+            let builder = builder
+                .set_buckets_for_metric(
+                    Matcher::Full("warden_http_request_duration_seconds".into()),
+                    &crate::http::DURATION_BUCKETS,
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only when another recorder is installed; ours then stays empty.
             let _ = metrics::set_global_recorder(recorder);

@@ -453,6 +453,50 @@ async fn revision_header(
     response
 }
 
+/// Upper bounds, in seconds, of `warden_http_request_duration_seconds`'s
+/// buckets: from a cached check (a fraction of a millisecond) to the
+/// request timeout.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The `method` label of a request: the standard methods by name, any
+/// other as `other` (labels stay few).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts every routed request by method, route and status
+/// (`warden_http_requests_total`) and times it by method and route
+/// (`warden_http_request_duration_seconds`, a histogram). The route is the
+/// route's pattern (`/v1/assets/{id}`), never the ids in the path, so the
+/// series stay as few as the routes.
+async fn http_metrics(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = method_label(request.method());
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("warden_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("warden_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
 /// Serves a batch call once its body fits in the batch budget
 /// (`--batch-budget-kib`), before the body is read.
 async fn batch_budget(
@@ -546,6 +590,7 @@ pub fn router(state: Arc<AppState>, timeout: Duration) -> Router {
         Err(e) => tracing::error!(error = %e, "cannot render the OpenAPI document"),
     }
     routes
+        .route_layer(axum::middleware::from_fn(http_metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             revision_header,

@@ -238,3 +238,70 @@ async fn a_burst_of_connections_fits_the_listen_queue() {
     );
     assert!(health_on(&mut served).await.starts_with("HTTP/1.1 200"));
 }
+
+/// The value of the series `series` (name and labels, as `/metrics` prints
+/// them) in `text`; 0 when absent.
+fn series_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Every routed request is counted by method, route pattern and status and
+/// timed in a histogram by method and route; the ids in a path never
+/// become labels.
+#[tokio::test]
+async fn requests_are_counted_and_timed_by_route_pattern() {
+    let app = spawn_app(Db::Sqlite).await;
+    let route = r#"method="DELETE",route="/v1/admin/api-keys/{id}""#;
+    let not_found = format!(r#"warden_http_requests_total{{{route},status="404"}}"#);
+    let forbidden = format!(r#"warden_http_requests_total{{{route},status="401"}}"#);
+    let timed = format!(r#"warden_http_request_duration_seconds_count{{{route}}}"#);
+    let before = app.metrics().await;
+    let id = "never-a-key-7f3a";
+    for _ in 0..3 {
+        let resp = app
+            .client
+            .delete(format!("{}/v1/admin/api-keys/{id}", app.base))
+            .bearer_auth(&app.admin_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 404);
+    }
+    let resp = app
+        .client
+        .delete(format!("{}/v1/admin/api-keys/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let after = app.metrics().await;
+    // Other tests share the process's recorder: at least these requests.
+    assert!(
+        series_value(&after, &not_found) >= series_value(&before, &not_found) + 3.0,
+        "{after}"
+    );
+    assert!(
+        series_value(&after, &forbidden) >= series_value(&before, &forbidden) + 1.0,
+        "{after}"
+    );
+    assert!(
+        series_value(&after, &timed) >= series_value(&before, &timed) + 4.0,
+        "{after}"
+    );
+    // A histogram with buckets (they add up across replicas), up to the
+    // request timeout.
+    for le in ["0.0005", "0.01", "10", "+Inf"] {
+        let bucket = format!(r#"warden_http_request_duration_seconds_bucket{{{route},le="{le}"}}"#);
+        assert!(after.contains(&bucket), "{bucket} missing from {after}");
+    }
+    assert!(!after.contains(id), "a path id became a label: {after}");
+    // /healthz is a route too.
+    app.get_with(None, "/healthz").await;
+    let text = app.metrics().await;
+    assert!(
+        text.contains(r#"warden_http_requests_total{method="GET",route="/healthz",status="200"}"#),
+        "{text}"
+    );
+}
