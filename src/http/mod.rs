@@ -336,7 +336,11 @@ impl AppState {
     }
 }
 
-async fn not_found() -> ApiError {
+/// 404 for a path no route serves, counted as route `unmatched` (the path
+/// itself never becomes a label).
+async fn not_found(method: axum::http::Method) -> ApiError {
+    metrics::counter!("warden_http_requests_total", "method" => method_label(&method), "route" => "unmatched", "status" => "404")
+        .increment(1);
     ApiError::not_found("no such route; see the README for Warden's HTTP API")
 }
 
@@ -480,14 +484,15 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// (`warden_http_requests_total`) and times it by method and route
 /// (`warden_http_request_duration_seconds`, a histogram). The route is the
 /// route's pattern (`/v1/assets/{id}`), never the ids in the path, so the
-/// series stay as few as the routes.
+/// series stay as few as the routes; requests no route serves are counted
+/// by [`not_found`].
 async fn http_metrics(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let started = std::time::Instant::now();
     let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+        .map_or_else(String::new, |p| p.as_str().to_string());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("warden_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)

@@ -297,11 +297,17 @@ async fn requests_are_counted_and_timed_by_route_pattern() {
         assert!(after.contains(&bucket), "{bucket} missing from {after}");
     }
     assert!(!after.contains(id), "a path id became a label: {after}");
-    // /healthz is a route too.
+    // /healthz is a route too; paths no route serves count as `unmatched`.
     app.get_with(None, "/healthz").await;
+    let unmatched = r#"warden_http_requests_total{method="GET",route="unmatched",status="404"}"#;
+    let before = series_value(&app.metrics().await, unmatched);
+    let (status, _) = app.get_with(None, "/v1/no-such-route-5c1e").await;
+    assert_eq!(status, 404);
     let text = app.metrics().await;
     assert!(
         text.contains(r#"warden_http_requests_total{method="GET",route="/healthz",status="200"}"#),
         "{text}"
     );
+    assert!(series_value(&text, unmatched) >= before + 1.0, "{text}");
+    assert!(!text.contains("no-such-route"), "{text}");
 }
