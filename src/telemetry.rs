@@ -29,7 +29,7 @@ pub fn metrics() -> PrometheusHandle {
             // replicas); the other histograms stay summaries.
             let builder = builder
                 .set_buckets_for_metric(
-                    Matcher::Full("warden_http_request_duration_seconds".into()),
+                    Matcher::Full(crate::http::REQUEST_DURATION.into()),
                     &crate::http::DURATION_BUCKETS,
                 )
                 .unwrap_or_else(|_| PrometheusBuilder::new());

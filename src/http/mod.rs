@@ -457,9 +457,11 @@ async fn revision_header(
     response
 }
 
-/// Upper bounds, in seconds, of `warden_http_request_duration_seconds`'s
-/// buckets: from a cached check (a fraction of a millisecond) to the
-/// request timeout.
+/// The request latency histogram (by method and route).
+pub const REQUEST_DURATION: &str = "warden_http_request_duration_seconds";
+
+/// Upper bounds, in seconds, of [`REQUEST_DURATION`]'s buckets: from a
+/// cached check (a fraction of a millisecond) to the request timeout.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -497,7 +499,7 @@ async fn http_metrics(request: axum::extract::Request, next: axum::middleware::N
     let status = response.status().as_u16().to_string();
     metrics::counter!("warden_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("warden_http_request_duration_seconds", "method" => method, "route" => route)
+    metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
 }
