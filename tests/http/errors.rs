@@ -100,14 +100,14 @@ fn assert_field(what: &str, status: u16, body: &Value, field: &str) {
     );
 }
 
-/// The deny a decision route adds to every error (fail closed).
-#[track_caller]
 /// Whether `path` answers decisions, whose errors carry a deny.
 fn decides(path: &str) -> bool {
     path.starts_with("/v1/check")
         || (path.starts_with("/access/") && !path.starts_with("/access/v1/search/"))
 }
 
+/// The deny a decision route adds to every error (fail closed).
+#[track_caller]
 fn assert_denied(what: &str, path: &str, body: &Value) {
     let want = if path.starts_with("/access/") {
         json!(false)
