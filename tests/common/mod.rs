@@ -235,16 +235,23 @@ pub async fn spawn_configured(
 }
 
 impl TestApp {
-    /// POST `body` to `path` with `key`; returns status and JSON body.
-    pub async fn post_with(&self, key: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
-        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
+    /// Sends `req` with `key`; returns status and JSON body (`Null` when
+    /// the body is not JSON).
+    async fn answer(req: reqwest::RequestBuilder, key: Option<&str>) -> (u16, Value) {
+        let req = match key {
+            Some(key) => req.bearer_auth(key),
+            None => req,
+        };
         let resp = req.send().await.expect("request sent");
         let status = resp.status().as_u16();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
         (status, body)
+    }
+
+    /// POST `body` to `path` with `key`; returns status and JSON body.
+    pub async fn post_with(&self, key: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
+        let req = self.client.post(format!("{}{path}", self.base)).json(body);
+        Self::answer(req, key).await
     }
 
     /// POST with the admin key.
@@ -254,14 +261,12 @@ impl TestApp {
 
     /// GET with `key`.
     pub async fn get_with(&self, key: Option<&str>, path: &str) -> (u16, Value) {
-        let mut req = self.client.get(format!("{}{path}", self.base));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-        (status, body)
+        Self::answer(self.client.get(format!("{}{path}", self.base)), key).await
+    }
+
+    /// DELETE with `key`.
+    pub async fn delete_with(&self, key: Option<&str>, path: &str) -> (u16, Value) {
+        Self::answer(self.client.delete(format!("{}{path}", self.base)), key).await
     }
 
     /// GET with the admin key.

@@ -372,19 +372,6 @@ async fn export_migrates_postgres_to_sqlite() {
     migrate(Db::Postgres, Db::Sqlite).await;
 }
 
-async fn delete(app: &TestApp, path: &str, key: &str) -> (u16, Value) {
-    let resp = app
-        .client
-        .delete(format!("{}{path}", app.base))
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("sent");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn api_keys_lifecycle(db: Db) {
     let app = spawn_app(db).await;
     app.import(&world()).await;
@@ -542,13 +529,19 @@ async fn api_keys_lifecycle(db: Db) {
 
     // Revoke: 204, then 404 (JSON) on a second revoke; unknown ids are 404.
     let audits_before = audits(&app).await;
-    let (status, _) = delete(&app, &format!("/v1/admin/api-keys/{check_id}"), &admin_key).await;
+    let (status, _) = app
+        .delete_with(Some(&admin_key), &format!("/v1/admin/api-keys/{check_id}"))
+        .await;
     assert_eq!(status, 204);
     assert_eq!(audits(&app).await, audits_before + 1, "revoking is audited");
-    let (status, body) = delete(&app, &format!("/v1/admin/api-keys/{check_id}"), &admin_key).await;
+    let (status, body) = app
+        .delete_with(Some(&admin_key), &format!("/v1/admin/api-keys/{check_id}"))
+        .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "not_found");
-    let (status, body) = delete(&app, "/v1/admin/api-keys/0000000000000000", &app.admin_key).await;
+    let (status, body) = app
+        .delete_with(Some(&app.admin_key), "/v1/admin/api-keys/0000000000000000")
+        .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(
         audits(&app).await,
@@ -571,17 +564,19 @@ async fn api_keys_lifecycle(db: Db) {
         .filter(|k| k["id"] != check_id.as_str())
         .all(|k| k.get("revoked_at").is_none()));
     // Revoking one key leaves the others working.
-    let (status, _) = delete(
-        &app,
-        &format!("/v1/admin/api-keys/{made_id}"),
-        &app.admin_key,
-    )
-    .await;
+    let (status, _) = app
+        .delete_with(
+            Some(&app.admin_key),
+            &format!("/v1/admin/api-keys/{made_id}"),
+        )
+        .await;
     assert_eq!(status, 204);
     let (status, _) = app.get_with(Some(&admin_key), "/v1/admin/api-keys").await;
     assert_eq!(status, 200);
     // A key may revoke itself, and then it is gone.
-    let (status, _) = delete(&app, &format!("/v1/admin/api-keys/{admin_id}"), &admin_key).await;
+    let (status, _) = app
+        .delete_with(Some(&admin_key), &format!("/v1/admin/api-keys/{admin_id}"))
+        .await;
     assert_eq!(status, 204);
     let (status, _) = app.get_with(Some(&admin_key), "/v1/admin/api-keys").await;
     assert_eq!(status, 401);

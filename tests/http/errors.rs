@@ -956,14 +956,10 @@ async fn revoked_keys_stop_at_once(db: Db) {
             "{method} {path} before revoking: {status} {value}"
         );
     }
-    let resp = app
-        .client
-        .delete(format!("{}/v1/admin/api-keys/{id}", app.base))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 204);
+    let (status, _) = app
+        .delete_with(Some(&app.admin_key), &format!("/v1/admin/api-keys/{id}"))
+        .await;
+    assert_eq!(status, 204);
     let (_, export_before) = app.get("/v1/admin/export").await;
     let audits_before = app.state.store.audit_event_count().await.unwrap();
     for (method, path, body) in keyed_routes() {

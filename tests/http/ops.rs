@@ -259,23 +259,13 @@ async fn requests_are_counted_and_timed_by_route_pattern() {
     let timed = format!(r#"warden_http_request_duration_seconds_count{{{route}}}"#);
     let before = app.metrics().await;
     let id = "never-a-key-7f3a";
+    let path = format!("/v1/admin/api-keys/{id}");
     for _ in 0..3 {
-        let resp = app
-            .client
-            .delete(format!("{}/v1/admin/api-keys/{id}", app.base))
-            .bearer_auth(&app.admin_key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 404);
+        let (status, _) = app.delete_with(Some(&app.admin_key), &path).await;
+        assert_eq!(status, 404);
     }
-    let resp = app
-        .client
-        .delete(format!("{}/v1/admin/api-keys/{id}", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401);
+    let (status, _) = app.delete_with(None, &path).await;
+    assert_eq!(status, 401);
     let after = app.metrics().await;
     // Other tests share the process's recorder: at least these requests.
     assert!(
