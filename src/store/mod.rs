@@ -12,6 +12,7 @@
 //! keys), `rate_limits`.
 
 pub mod api_keys;
+mod coalesce;
 pub mod facts;
 pub mod identity;
 pub mod manage;
@@ -38,7 +39,7 @@ pub enum Backend {
 }
 
 /// What went wrong talking to the database. Messages never carry SQL.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached right now (down, timed out, pool exhausted).
     #[error("the database is unavailable: {0}")]
@@ -200,6 +201,8 @@ pub struct Store {
     url: String,
     revisions: std::sync::Arc<revision::Revisions>,
     fact_loads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Single checks' fact loads, read together.
+    single_loads: std::sync::Arc<coalesce::Loads>,
 }
 
 impl std::fmt::Debug for Store {
@@ -291,12 +294,15 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
+        let single_loads =
+            coalesce::Loads::new(pool.clone(), backend, coalesce::AT_ONCE, coalesce::MORE_AT);
         Ok(Store {
             pool,
             backend,
             url: url.to_string(),
             revisions: Default::default(),
             fact_loads: Default::default(),
+            single_loads: std::sync::Arc::new(single_loads),
         })
     }
 
@@ -330,6 +336,17 @@ impl Store {
     /// batch of decisions makes one.
     pub fn fact_loads(&self) -> u64 {
         self.fact_loads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Single checks' fact loads ([`coalesce`]).
+    pub(crate) fn single_loads(&self) -> &std::sync::Arc<coalesce::Loads> {
+        &self.single_loads
+    }
+
+    /// How many statements have read single checks' facts: fewer than the
+    /// checks when they arrived together.
+    pub fn single_fact_statements(&self) -> u64 {
+        self.single_loads.statements()
     }
 
     pub(crate) fn count_fact_load(&self) {
@@ -367,13 +384,7 @@ impl Store {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        match query().await {
-            Err(StoreError::ConnectionLost(cause)) => {
-                tracing::info!(%cause, "a pooled database connection was lost; reading again");
-                query().await
-            }
-            result => result,
-        }
+        read_again_if_lost(query).await
     }
 
     /// Refreshes the planner's statistics after a bulk load, so that plans
@@ -459,6 +470,21 @@ impl Store {
             sizes.insert(*table, n);
         }
         Ok(sizes)
+    }
+}
+
+/// [`Store::read_again_if_lost`], for code that holds the pool only.
+pub(crate) async fn read_again_if_lost<T, F, Fut>(query: F) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    match query().await {
+        Err(StoreError::ConnectionLost(cause)) => {
+            tracing::info!(%cause, "a pooled database connection was lost; reading again");
+            query().await
+        }
+        result => result,
     }
 }
 

@@ -533,6 +533,98 @@ async fn the_largest_batch_of_distinct_ids_is_answered(db: Db) {
 }
 both_backends!(largest_batch, the_largest_batch_of_distinct_ids_is_answered);
 
+/// Single checks arriving together read their facts together (fewer
+/// statements than checks, `store::coalesce`), and each still gets the
+/// answer it would get alone: the same as the batch path, which reads them
+/// with its own statement. Fully consistent, so no cache answers them.
+async fn single_checks_arriving_together_share_statements(db: Db) {
+    let app = app_with_world(db).await;
+    let world = world();
+    let users: Vec<&str> = world["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    let mut asked = Vec::new();
+    for user in users.iter().copied().chain(["nobody"]) {
+        for asset in [
+            "a-private",
+            "a-public-read",
+            "a-public-write",
+            "a-in-public",
+            "a-b",
+            "a-anon",
+            "no-such-asset",
+        ] {
+            for action in ["read", "write", "delete", "share"] {
+                asked.push(
+                    json!({"principal": {"type": "User", "id": user}, "action": action,
+                                  "resource": {"type": "Asset", "id": asset}}),
+                );
+            }
+        }
+        for (ty, id) in [
+            ("Project", "pa"),
+            ("Workspace", "wa"),
+            ("Workspace", "w-anon"),
+        ] {
+            asked.push(
+                json!({"principal": {"type": "User", "id": user}, "action": "read",
+                              "resource": {"type": ty, "id": id}}),
+            );
+        }
+    }
+    let (status, batch) = app
+        .post(
+            "/v1/check/batch",
+            &json!({"requests": asked, "consistency": {"fully_consistent": true}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{batch}");
+    let expected = batch["results"].as_array().unwrap().clone();
+    let before = app.state.store.single_fact_statements();
+    let mut checks = Vec::new();
+    for request in &asked {
+        let mut request = request.clone();
+        request["consistency"] = json!({"fully_consistent": true});
+        let send = app
+            .client
+            .post(format!("{}/v1/check", app.base))
+            .bearer_auth(&app.admin_key)
+            .json(&request);
+        checks.push(tokio::spawn(async move {
+            let resp = send.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            resp.json::<Value>().await.unwrap()
+        }));
+    }
+    let mut answers = Vec::new();
+    for check in checks {
+        answers.push(check.await.unwrap());
+    }
+    for ((request, answer), expected) in asked.iter().zip(&answers).zip(&expected) {
+        assert_eq!(answer["decision"], expected["decision"], "{request}");
+        assert_eq!(answer["reasons"], expected["reasons"], "{request}");
+        assert_eq!(answer["errors"], expected["errors"], "{request}");
+    }
+    let allowed = answers.iter().filter(|a| a["decision"] == "allow").count();
+    assert!(
+        allowed > 40 && allowed < answers.len() - 40,
+        "a mix of answers: {allowed}"
+    );
+    let statements = app.state.store.single_fact_statements() - before;
+    assert!(
+        statements > 0 && statements < asked.len() as u64,
+        "{} checks sent at once were read by {statements} statements",
+        asked.len()
+    );
+}
+both_backends!(
+    single_checks_together,
+    single_checks_arriving_together_share_statements
+);
+
 /// `/v1/check/batch` with `body` on `app`, through `client`; the answers.
 async fn batch_call(client: reqwest::Client, base: String, key: String, body: Value) -> Vec<Value> {
     let resp = client
