@@ -209,10 +209,12 @@ mod tests {
         let url = crate::store::sqlite_url(dir);
         let store = Store::connect(&url).await.expect("store");
         store.migrate().await.expect("migrations");
-        sqlx::query("INSERT INTO users (id, kind, created_at, updated_at) VALUES ('u', 'registered', 0, 0)")
-            .execute(store.pool())
-            .await
-            .expect("user");
+        sqlx::query(
+            "INSERT INTO users (id, kind, created_at, updated_at) VALUES ('u', 'registered', 0, 0)",
+        )
+        .execute(store.pool())
+        .await
+        .expect("user");
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
             .connect(&url)
@@ -255,7 +257,11 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         abandoned.abort();
-        assert_eq!(loads.queue().waiting.len(), 4, "they wait for the running statement");
+        assert_eq!(
+            loads.queue().waiting.len(),
+            4,
+            "they wait for the running statement"
+        );
         drop(held);
         let first = first.await.expect("task").expect("facts");
         assert_eq!(first.users.len(), 1);
@@ -265,7 +271,11 @@ mod tests {
             found.push(world.users.len());
         }
         assert_eq!(found, [1, 0, 1], "each check has its own facts");
-        assert_eq!(loads.statements(), 2, "the three waiting went in one statement");
+        assert_eq!(
+            loads.statements(),
+            2,
+            "the three waiting went in one statement"
+        );
         let queue = loads.queue();
         assert!(queue.waiting.is_empty(), "the abandoned check was dropped");
         assert_eq!(queue.readers, 0, "no reader left running");
