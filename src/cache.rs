@@ -305,24 +305,16 @@ async fn decide_missing(
         _ => None,
     };
     let Some(key) = key else {
-        let world = load_world(store, todo, path).await?;
-        let (world, decider) = if todo.len() > BUILT_ON_THE_WORKER {
-            built_off_the_worker(world, todo).await?
-        } else {
-            let decider = WorldDecider::new(&world, todo)?;
-            (world, decider)
-        };
-        return decided(engine, &world, decider, todo, path).await;
+        let world = Arc::new(load_world(store, todo, path).await?);
+        return decided(engine, &world, todo, path).await;
     };
     if cached {
         if let Some(world) = caches.get_slice(&key, store.revisions()) {
-            let decider = WorldDecider::new(&world, todo)?;
-            return decided(engine, &world, decider, todo, path).await;
+            return decided(engine, &world, todo, path).await;
         }
     }
     let world = Arc::new(load_world(store, todo, path).await?);
-    let decider = WorldDecider::new(&world, todo)?;
-    let verdicts = decided(engine, &world, decider, todo, path).await?;
+    let verdicts = decided(engine, &world, todo, path).await?;
     if let Some((_, depends_on)) = verdicts.first() {
         if store.revisions().current(generation, depends_on) {
             caches
@@ -355,9 +347,9 @@ static BUILDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 /// such batches, cached single checks' p99 went from 8-12 ms to 5-6 ms;
 /// the batches' rate fell by about a tenth.
 async fn built_off_the_worker(
-    world: World,
+    world: &Arc<World>,
     inputs: &[DecisionInput],
-) -> Result<(World, WorldDecider), DecideError> {
+) -> Result<WorldDecider, DecideError> {
     let supplied = crate::decision::supplies_entities(inputs);
     // One build at a time, so one blocking thread (rarely two) does them
     // all. Each
@@ -368,13 +360,11 @@ async fn built_off_the_worker(
     // MB; with one, to 161-183 MB.
     // The semaphore is never closed, so this always takes a permit.
     let _turn = BUILDS.acquire().await.ok();
-    let built = tokio::task::spawn_blocking(move || {
-        let decider = WorldDecider::for_requests(&world, supplied);
-        (world, decider)
-    })
-    .await;
+    let world = world.clone();
+    let built =
+        tokio::task::spawn_blocking(move || WorldDecider::for_requests(&world, supplied)).await;
     match built {
-        Ok((world, decider)) => Ok((world, decider?)),
+        Ok(decider) => decider,
         // A panic stays a panic (answered 500 by the panic layer), as when
         // the entities were built on the worker.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -386,24 +376,60 @@ async fn built_off_the_worker(
     }
 }
 
-/// `inputs` decided over `world` by `decider` (built for them), each with
-/// the buckets of what it depends on; every [`DECISIONS_PER_TURN`]
-/// decisions other tasks get a turn.
+/// `inputs` decided over `world`, each with the buckets of what it depends
+/// on. A request whose situation (`DecisionInput::situation`) Cedar has
+/// decided before takes that verdict; the others are evaluated over the
+/// entities of `world`, built only if one needs them (off the worker for
+/// more than [`BUILT_ON_THE_WORKER`]), and their situations remembered.
+/// Every [`DECISIONS_PER_TURN`] evaluations other tasks get a turn.
 async fn decided(
     engine: &PolicyEngine,
-    world: &World,
-    decider: WorldDecider,
+    world: &Arc<World>,
     inputs: &[DecisionInput],
     path: &str,
 ) -> Result<Vec<Decided>, DecideError> {
+    let mut situations: Vec<Option<String>> = Vec::with_capacity(inputs.len());
+    let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let situation = engine
+            .decides_by_situation()
+            .then(|| input.situation(world))
+            .flatten();
+        verdicts.push(situation.as_deref().and_then(|s| engine.remembered(s)));
+        situations.push(situation);
+    }
+    let evaluate: Vec<usize> = (0..inputs.len())
+        .filter(|&i| matches!(verdicts.get(i), Some(None)))
+        .collect();
+    metrics::counter!("warden_decisions_by_situation_total")
+        .increment((inputs.len() - evaluate.len()) as u64);
+    if !evaluate.is_empty() {
+        let decider = if evaluate.len() > BUILT_ON_THE_WORKER {
+            built_off_the_worker(world, inputs).await?
+        } else {
+            WorldDecider::new(world, inputs)?
+        };
+        for (turn, &index) in evaluate.iter().enumerate() {
+            if turn > 0 && turn % DECISIONS_PER_TURN == 0 {
+                tokio::task::yield_now().await;
+            }
+            let (Some(input), Some(slot)) = (inputs.get(index), verdicts.get_mut(index)) else {
+                continue;
+            };
+            let prefix = request_prefix(path, index, inputs.len());
+            let verdict = decider.decide(engine, input, &prefix)?;
+            if let Some(situation) = situations.get_mut(index).and_then(Option::take) {
+                engine.remember(situation, &verdict);
+            }
+            *slot = Some(verdict);
+        }
+    }
     let ancestry = Ancestry::new(world);
     let mut decided = Vec::with_capacity(inputs.len());
-    for (index, input) in inputs.iter().enumerate() {
-        if index > 0 && index % DECISIONS_PER_TURN == 0 {
-            tokio::task::yield_now().await;
-        }
-        let prefix = request_prefix(path, index, inputs.len());
-        let verdict = decider.decide(engine, input, &prefix)?;
+    for (input, verdict) in inputs.iter().zip(verdicts) {
+        let verdict = verdict.ok_or_else(|| {
+            crate::store::StoreError::Query("a request was left undecided".into())
+        })?;
         let keys = ancestry.dependencies(&input.principal, &input.resource);
         decided.push((verdict, buckets(&keys)));
     }
@@ -489,22 +515,52 @@ mod tests {
     /// and 4 decisions), and the verdicts are those decided in one go.
     #[test]
     fn a_batch_gives_other_tasks_a_turn() {
-        let engine = engine();
-        let world = world(1);
+        let engine = engine().without_situations();
+        let world = Arc::new(world(1));
         let inputs = reads(&engine, 100, |_| "a0".into());
-        let decider = WorldDecider::new(&world, &inputs).expect("entities");
-        let mut batch = std::pin::pin!(decided(&engine, &world, decider, &inputs, "requests"));
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut polls = 0;
-        let decided = loop {
-            polls += 1;
-            if let Poll::Ready(result) = batch.as_mut().poll(&mut cx) {
-                break result.expect("decided");
-            }
-        };
+        let (decided, polls) = polled(decided(&engine, &world, &inputs, "requests"));
         assert_eq!(polls, 4, "100 decisions in turns of {DECISIONS_PER_TURN}");
         let at_once = decide_in_world(&engine, &world, &inputs, "requests").expect("decided");
         same_as_in_place(&decided, &at_once);
+    }
+
+    /// `future` polled to its end with a waker that does nothing, and how
+    /// many polls that took.
+    fn polled<T>(future: impl Future<Output = Result<T, DecideError>>) -> (T, usize) {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut polls = 0;
+        loop {
+            polls += 1;
+            if let Poll::Ready(result) = future.as_mut().poll(&mut cx) {
+                return (result.expect("decided"), polls);
+            }
+        }
+    }
+
+    /// Requests in a situation Cedar decided before take its verdict: the
+    /// first 100 reads (alice's and bob's, two situations) are evaluated,
+    /// the same again and 100 reads of other assets in the same situations
+    /// are not (one poll: no turn given, nothing built), and all are
+    /// answered as evaluated in place.
+    #[test]
+    fn requests_in_a_situation_decided_before_are_not_evaluated() {
+        let engine = engine();
+        let world = Arc::new(world(100));
+        let inputs = reads(&engine, 100, |_| "a0".into());
+        let (first, polls) = polled(decided(&engine, &world, &inputs, "requests"));
+        assert_eq!(polls, 4, "evaluated in turns");
+        let others = reads(&engine, 100, |i| format!("a{i}"));
+        for inputs in [&inputs, &others] {
+            let (again, polls) = polled(decided(&engine, &world, inputs, "requests"));
+            assert_eq!(polls, 1, "no evaluation, no turn given");
+            let in_place = decide_in_world(&engine, &world, inputs, "requests").expect("decided");
+            same_as_in_place(&again, &in_place);
+        }
+        same_as_in_place(
+            &first,
+            &decide_in_world(&engine, &world, &inputs, "requests").expect("decided"),
+        );
     }
 
     /// A large batch's entities are built off the runtime's thread: on a
@@ -528,16 +584,23 @@ mod tests {
                 }
             }
         });
-        let (world, decider) = built_off_the_worker(world, &inputs).await.expect("built");
+        let world = Arc::new(world);
+        let decider = built_off_the_worker(&world, &inputs).await.expect("built");
         let turns_meanwhile = turns.load(Ordering::Relaxed);
         other.abort();
         assert!(
             turns_meanwhile > 0,
             "another task ran while 2,000 entities were built"
         );
-        let decided = decided(&engine, &world, decider, &inputs, "requests")
-            .await
-            .expect("decided");
-        same_as_in_place(&decided, &in_place);
+        let built: Vec<Verdict> = inputs
+            .iter()
+            .map(|input| decider.decide(&engine, input, "").expect("decided"))
+            .collect();
+        let allowed = |v: &[Verdict]| {
+            v.iter()
+                .map(|v| (v.allow, v.reasons.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(allowed(&built), allowed(&in_place));
     }
 }

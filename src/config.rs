@@ -126,6 +126,13 @@ pub struct ServeArgs {
     /// /v1/bench/facts`, the fact load of one check. Off in production.
     #[arg(long, env = "WARDEN_BENCH_ENDPOINTS")]
     pub bench_endpoints: bool,
+    /// Evaluate every decision with Cedar, instead of taking the verdict
+    /// Cedar gave an earlier request in the same situation (the same facts
+    /// but for their ids, the same action and context: see the README's
+    /// "How a decision is made"). The answers are the same; this costs
+    /// CPU, and is there to compare and measure.
+    #[arg(long, env = "WARDEN_EVALUATE_EVERY_DECISION")]
+    pub evaluate_every_decision: bool,
     /// Identity settings.
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -251,6 +258,8 @@ pub struct Settings {
     pub watch_policies: bool,
     /// Serve the benchmark floor endpoint.
     pub bench_endpoints: bool,
+    /// Evaluate every decision (`--evaluate-every-decision`).
+    pub evaluate_every_decision: bool,
     /// KiB of batch bodies worked on at once.
     pub batch_budget_kib: u32,
     /// Connections and their timeouts.
@@ -287,6 +296,7 @@ impl Settings {
             // `warden serve` watches unless --no-watch; tests opt in.
             watch_policies: false,
             bench_endpoints: false,
+            evaluate_every_decision: false,
             batch_budget_kib: crate::http::default_batch_budget_kib(),
             connections: crate::http::serve::Connections::default(),
         }
@@ -329,6 +339,7 @@ impl From<&ServeArgs> for Settings {
             },
             watch_policies: !args.no_watch,
             bench_endpoints: args.bench_endpoints,
+            evaluate_every_decision: args.evaluate_every_decision,
             batch_budget_kib: args
                 .batch_budget_kib
                 .unwrap_or_else(crate::http::default_batch_budget_kib),

@@ -270,6 +270,22 @@ impl DecisionInput {
         authn_context(self.authn).map_err(|e| input_error(field, e))
     }
 
+    /// The situation of this request over `world` (`entities::situation`,
+    /// with the action and how the principal authenticated): requests in
+    /// one situation are decided alike. `None` when the request brings its
+    /// own context or entities, or names an unknown principal or resource.
+    pub(crate) fn situation(&self, world: &crate::domain::World) -> Option<String> {
+        if self.context.is_some() || !self.supplied.is_empty() {
+            return None;
+        }
+        let mut key = entities::situation(world, &self.principal, &self.resource)?;
+        key.push_str(" action=");
+        key.push_str(self.action.id().unescaped());
+        key.push_str(" authn=");
+        key.push_str(self.authn.as_str());
+        Some(key)
+    }
+
     /// Adds the ids whose facts this decision needs to `keys`.
     pub(crate) fn collect_keys(&self, keys: &mut FactKeys) {
         let mut add = |uid: &EntityUid| {
@@ -555,5 +571,325 @@ fn decide_one(
     ) {
         Ok(request) => engine.decide(&request, slice),
         Err(e) => Verdict::deny_because(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        AssetRecord, GrantRecord, MembershipRecord, ProjectRecord, Role, Scope, UserKind,
+        UserRecord, WorkspaceRecord, World,
+    };
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    fn engine() -> PolicyEngine {
+        PolicyEngine::load(Path::new("policies"), Path::new("schema"))
+            .expect("the repository's policies load")
+    }
+
+    fn id(text: &str) -> crate::domain::Id {
+        crate::domain::Id::parse(text).expect("id")
+    }
+
+    fn pick<'a, T>(rng: &mut StdRng, from: &'a [T]) -> &'a T {
+        from.choose(rng).expect("not empty")
+    }
+
+    /// A random world: users of both kinds (some merged), workspaces owned
+    /// by a stored user or by one the world does not hold, projects, assets,
+    /// and memberships and grants in every role.
+    fn random_world(rng: &mut StdRng) -> World {
+        let users: Vec<String> = (0..7).map(|i| format!("u{i}")).collect();
+        let mut world = World::default();
+        for u in &users {
+            world.users.push(UserRecord {
+                id: id(u),
+                kind: *pick(rng, &[UserKind::Anonymous, UserKind::Registered]),
+                email: None,
+                name: None,
+                merged_into: rng.gen_bool(0.15).then(|| id("u0")),
+            });
+        }
+        let vis = [
+            crate::domain::Visibility::Private,
+            crate::domain::Visibility::Public,
+        ];
+        for w in 0..3 {
+            let owner = if rng.gen_bool(0.2) {
+                "ghost".to_string()
+            } else {
+                pick(rng, &users).clone()
+            };
+            world.workspaces.push(WorkspaceRecord {
+                id: id(&format!("w{w}")),
+                owner: id(&owner),
+                visibility: *pick(rng, &vis),
+            });
+        }
+        for p in 0..5 {
+            world.projects.push(ProjectRecord {
+                id: id(&format!("p{p}")),
+                workspace: id(&format!("w{}", rng.gen_range(0..3))),
+                visibility: *pick(rng, &vis),
+            });
+        }
+        use crate::domain::PublicAccess;
+        for a in 0..8 {
+            world.assets.push(AssetRecord {
+                id: id(&format!("a{a}")),
+                project: id(&format!("p{}", rng.gen_range(0..5))),
+                visibility: *pick(rng, &vis),
+                public_access: *pick(
+                    rng,
+                    &[PublicAccess::None, PublicAccess::Read, PublicAccess::Write],
+                ),
+            });
+        }
+        let mut seen = BTreeSet::new();
+        for _ in 0..14 {
+            let user = pick(rng, &users).clone();
+            let (scope, scope_id, role) = if rng.gen_bool(0.5) {
+                let role = *pick(rng, &[Role::Owner, Role::Editor, Role::Viewer]);
+                (Scope::Workspace, format!("w{}", rng.gen_range(0..3)), role)
+            } else {
+                let role = *pick(rng, &[Role::Editor, Role::Viewer]);
+                (Scope::Project, format!("p{}", rng.gen_range(0..5)), role)
+            };
+            if seen.insert((user.clone(), scope.as_str(), scope_id.clone())) {
+                world.memberships.push(MembershipRecord {
+                    user: id(&user),
+                    scope,
+                    id: id(&scope_id),
+                    role,
+                });
+            }
+        }
+        let mut granted = BTreeSet::new();
+        for _ in 0..8 {
+            let user = pick(rng, &users).clone();
+            let asset = format!("a{}", rng.gen_range(0..8));
+            if granted.insert((user.clone(), asset.clone())) {
+                world.grants.push(GrantRecord {
+                    user: id(&user),
+                    asset: id(&asset),
+                    permission: *pick(
+                        rng,
+                        &[
+                            crate::domain::Permission::Read,
+                            crate::domain::Permission::Write,
+                        ],
+                    ),
+                });
+            }
+        }
+        world
+    }
+
+    /// What the single-check statement reads for `user` on `resource`: the
+    /// user, the resource and its ancestors, and the user's roles and grant
+    /// on them.
+    fn pair_slice(world: &World, user: &str, ty: &str, resource: &str) -> World {
+        let mut slice = World::default();
+        slice.users.extend(
+            world
+                .users
+                .iter()
+                .filter(|u| u.id.as_str() == user)
+                .cloned(),
+        );
+        let asset = world
+            .assets
+            .iter()
+            .find(|a| ty == "Asset" && a.id.as_str() == resource);
+        let project_id = asset
+            .map(|a| a.project.as_str())
+            .or((ty == "Project").then_some(resource));
+        let project = world
+            .projects
+            .iter()
+            .find(|p| Some(p.id.as_str()) == project_id);
+        let workspace_id = project
+            .map(|p| p.workspace.as_str())
+            .or((ty == "Workspace").then_some(resource));
+        let workspace = world
+            .workspaces
+            .iter()
+            .find(|w| Some(w.id.as_str()) == workspace_id);
+        slice.assets.extend(asset.cloned());
+        slice.projects.extend(project.cloned());
+        slice.workspaces.extend(workspace.cloned());
+        for m in &world.memberships {
+            let on = match m.scope {
+                Scope::Workspace => workspace.map(|w| &w.id),
+                Scope::Project => project.map(|p| &p.id),
+            };
+            if m.user.as_str() == user && on == Some(&m.id) {
+                slice.memberships.push(m.clone());
+            }
+        }
+        for g in &world.grants {
+            if g.user.as_str() == user && asset.map(|a| &a.id) == Some(&g.asset) {
+                slice.grants.push(g.clone());
+            }
+        }
+        slice
+    }
+
+    /// Every decision request apps may ask over `world`: each user (and one
+    /// unknown) on each resource with each action its type takes, as each
+    /// kind of authentication.
+    fn requests(
+        engine: &PolicyEngine,
+        world: &World,
+    ) -> Vec<(String, String, String, DecisionInput)> {
+        let mut resources: Vec<(&str, String)> = Vec::new();
+        resources.extend(
+            world
+                .workspaces
+                .iter()
+                .map(|w| ("Workspace", w.id.as_str().to_string())),
+        );
+        resources.extend(
+            world
+                .projects
+                .iter()
+                .map(|p| ("Project", p.id.as_str().to_string())),
+        );
+        resources.extend(
+            world
+                .assets
+                .iter()
+                .map(|a| ("Asset", a.id.as_str().to_string())),
+        );
+        let mut users: Vec<String> = world
+            .users
+            .iter()
+            .map(|u| u.id.as_str().to_string())
+            .collect();
+        users.push("nobody".into());
+        let actions: Vec<String> = engine.decision_actions().map(str::to_string).collect();
+        let mut out = Vec::new();
+        for user in &users {
+            for (ty, resource) in &resources {
+                for action in &actions {
+                    let takes = engine
+                        .decision_action(action)
+                        .is_some_and(|shape| shape.resources.iter().any(|r| r == ty));
+                    if !takes {
+                        continue;
+                    }
+                    for authn in [Authn::App, Authn::AnonymousToken, Authn::OidcToken] {
+                        let raw = RawDecision {
+                            principal: EntityRef {
+                                ty: "User".into(),
+                                id: user.clone(),
+                            },
+                            action: action.clone(),
+                            resource: EntityRef {
+                                ty: ty.to_string(),
+                                id: resource.clone(),
+                            },
+                            context: Map::new(),
+                            entities: None,
+                            authn,
+                        };
+                        let input = DecisionInput::parse(engine, raw, "").expect("valid request");
+                        out.push((user.clone(), ty.to_string(), resource.clone(), input));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Cedar decides every request of one situation alike, over the facts a
+    /// single check reads and over a whole world (as in a batch), in 20
+    /// random worlds: so a verdict remembered by situation is the one
+    /// evaluating would give. The situations must also tell apart what
+    /// decides: the run sees both answers and many situations.
+    #[test]
+    fn requests_in_one_situation_are_decided_alike() {
+        let engine = engine().without_situations();
+        let mut decided: BTreeMap<String, (bool, Vec<String>, String)> = BTreeMap::new();
+        let (mut shared, mut allowed, mut denied, mut asked) = (0, 0, 0, 0);
+        for seed in 0..20 {
+            let world = random_world(&mut StdRng::seed_from_u64(seed));
+            for (user, ty, resource, input) in requests(&engine, &world) {
+                let slice = pair_slice(&world, &user, &ty, &resource);
+                for facts in [&world, &slice] {
+                    let verdict = decide_in_world(&engine, facts, std::slice::from_ref(&input), "")
+                        .expect("decided")
+                        .remove(0);
+                    let Some(situation) = input.situation(facts) else {
+                        assert!(
+                            !verdict.errors.is_empty() || !verdict.allow,
+                            "{user} {ty} {resource}: no situation, so unknown"
+                        );
+                        continue;
+                    };
+                    if !verdict.errors.is_empty() {
+                        continue;
+                    }
+                    asked += 1;
+                    if verdict.allow {
+                        allowed += 1
+                    } else {
+                        denied += 1
+                    }
+                    let request = format!(
+                        "world {seed}: {user} {} {ty} {resource} ({})",
+                        input.action,
+                        input.authn.as_str()
+                    );
+                    match decided.get(&situation) {
+                        Some((allow, reasons, first)) => {
+                            shared += 1;
+                            assert_eq!(
+                                (*allow, reasons),
+                                (verdict.allow, &verdict.reasons),
+                                "situation {situation}: {first} and {request} were decided differently"
+                            );
+                        }
+                        None => {
+                            decided.insert(situation, (verdict.allow, verdict.reasons, request));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(decided.len() > 500, "{} situations", decided.len());
+        assert!(
+            shared > 2 * decided.len(),
+            "{shared} requests met a situation seen before"
+        );
+        assert!(
+            allowed > 1_000 && denied > 1_000,
+            "{allowed} allowed, {denied} denied of {asked}"
+        );
+    }
+
+    /// A policy that names an entity (here a user) tells ids apart, so
+    /// with one no verdict is remembered by situation; the repository's
+    /// policies name only actions.
+    #[test]
+    fn a_policy_naming_an_entity_turns_situations_off() {
+        assert!(engine().decides_by_situation());
+        let dir = tempfile::tempdir().expect("dir");
+        for entry in std::fs::read_dir("policies").expect("policies") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+        std::fs::write(
+            dir.path().join("vip.cedar"),
+            "@id(\"vip-reads\")\npermit (principal == Warden::User::\"u1\", action == Warden::Action::\"read\", resource);\n",
+        )
+        .expect("policy");
+        let named = PolicyEngine::load(dir.path(), Path::new("schema")).expect("loads");
+        assert!(!named.decides_by_situation());
     }
 }

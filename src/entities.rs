@@ -310,6 +310,122 @@ impl<'w> Ancestry<'w> {
     }
 }
 
+/// What a decision about `principal` on `resource` can see of `world`,
+/// written with every id replaced by its place in the request: the
+/// principal is user `0`, the resource and its ancestors are asset,
+/// project and workspace `0`, and the workspace's owner is user `0` (the
+/// principal) or `1`. Everything else the entities built from `world`
+/// ([`build`]) would show a policy through the principal, the resource and
+/// their attributes is written as is: kinds, visibilities, public access,
+/// whether a user was merged, and the roles and grants of users `0` and `1`
+/// on those scopes (the only groups a policy can name, through the
+/// resource's attributes). Nothing else of `world` is reachable from the
+/// request, so it cannot change the decision.
+///
+/// Cedar cannot see an id except by comparing entities with each other or
+/// with an entity literal written in a policy. So where the policies name
+/// no entity but actions (`policy::PolicyEngine` checks this when it
+/// loads), two requests with the same situation (and the same action and
+/// context) are decided alike: the same decision, for the same policies.
+///
+/// `None` when the principal is not a stored user of `world`, or the
+/// resource not a stored workspace, project or asset (those are decided,
+/// as unknown, without policies), or an asset's project is missing.
+///
+/// Must name every field [`build`] turns into an attribute or a parent: a
+/// field it leaves out here would make requests that differ by it look
+/// alike (test `decision::tests::requests_in_one_situation_are_decided_alike`).
+pub fn situation(world: &World, principal: &EntityUid, resource: &EntityUid) -> Option<String> {
+    use std::fmt::Write;
+    if *principal.type_name() != TYPES.user {
+        return None;
+    }
+    let user = principal.id().unescaped();
+    let find_user = |id: &str| world.users.iter().find(|u| u.id.as_str() == id);
+    let me = find_user(user)?;
+    let ty = resource.type_name();
+    let id = resource.id().unescaped();
+    let (asset, project_id) = if *ty == TYPES.asset {
+        let asset = world.assets.iter().find(|a| a.id.as_str() == id)?;
+        (Some(asset), Some(asset.project.as_str()))
+    } else if *ty == TYPES.project {
+        (None, Some(id))
+    } else if *ty == TYPES.workspace {
+        (None, None)
+    } else {
+        return None;
+    };
+    let project = match project_id {
+        Some(p) => Some(world.projects.iter().find(|r| r.id.as_str() == p)?),
+        None => None,
+    };
+    let workspace_id = project.map_or(id, |p| p.workspace.as_str());
+    let workspace = world
+        .workspaces
+        .iter()
+        .find(|w| w.id.as_str() == workspace_id);
+    if *ty == TYPES.workspace && workspace.is_none() {
+        return None;
+    }
+    let mut out = String::with_capacity(96);
+    let person = |out: &mut String, u: &UserRecord| {
+        let _ = write!(out, "{}:{}", u.kind.as_str(), u.merged_into.is_some());
+    };
+    // The roles and grants of `who` on the scopes above, in a fixed order.
+    let held = |out: &mut String, who: &str| {
+        let mut roles: Vec<String> = Vec::new();
+        for m in world.memberships.iter().filter(|m| m.user.as_str() == who) {
+            let on = match m.scope {
+                Scope::Workspace if Some(m.id.as_str()) == workspace.map(|w| w.id.as_str()) => "w",
+                Scope::Project if Some(m.id.as_str()) == project.map(|p| p.id.as_str()) => "p",
+                _ => continue,
+            };
+            roles.push(format!("{on}{}", m.role.as_str()));
+        }
+        for g in world.grants.iter().filter(|g| g.user.as_str() == who) {
+            if Some(g.asset.as_str()) == asset.map(|a| a.id.as_str()) {
+                roles.push(format!("a{}", g.permission.as_str()));
+            }
+        }
+        roles.sort();
+        out.push('[');
+        out.push_str(&roles.join(","));
+        out.push(']');
+    };
+    out.push_str(ty.basename());
+    out.push_str(" u0=");
+    person(&mut out, me);
+    held(&mut out, user);
+    if let Some(a) = asset {
+        let _ = write!(
+            out,
+            " a0={}:{}",
+            a.visibility.as_str(),
+            a.public_access.as_str()
+        );
+    }
+    if let Some(p) = project {
+        let _ = write!(out, " p0={}", p.visibility.as_str());
+    }
+    match workspace {
+        None => out.push_str(" w0=absent"),
+        Some(w) if w.owner.as_str() == user => {
+            let _ = write!(out, " w0={}:u0", w.visibility.as_str());
+        }
+        Some(w) => {
+            let _ = write!(out, " w0={}:u1 u1=", w.visibility.as_str());
+            match find_user(w.owner.as_str()) {
+                Some(owner) => {
+                    person(&mut out, owner);
+                    held(&mut out, w.owner.as_str());
+                }
+                None => out.push_str("absent"),
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Whether `world` holds the stored record `uid` names (a user, workspace,
 /// project or asset; any other type is never stored).
 pub fn stored(world: &World, uid: &EntityUid) -> bool {

@@ -324,6 +324,7 @@ impl Application {
                 trust_forwarded_for: settings.trust_forwarded_for,
                 decision_log,
                 bench_endpoints: settings.bench_endpoints,
+                evaluate_every_decision: settings.evaluate_every_decision,
                 batch_budget_kib: settings.batch_budget_kib.max(1),
             },
         ));

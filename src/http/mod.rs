@@ -105,6 +105,9 @@ pub struct AppState {
     pub caches: crate::cache::Caches,
     /// Serve the benchmark floor endpoint (`--bench-endpoints`).
     pub bench_endpoints: bool,
+    /// Evaluate every decision, reusing no verdict by situation
+    /// (`--evaluate-every-decision`); applied to every policy set served.
+    evaluate_every_decision: bool,
     /// KiB of batch bodies that may be worked on at once
     /// (`--batch-budget-kib`). A call whose body is larger (up to
     /// [`DECISION_BODY_LIMIT`]) or has no `Content-Length` takes all of it
@@ -130,6 +133,8 @@ pub struct StateParts {
     pub decision_log: Option<crate::decision_log::DecisionLog>,
     /// Serve the benchmark floor endpoint.
     pub bench_endpoints: bool,
+    /// Evaluate every decision (`--evaluate-every-decision`).
+    pub evaluate_every_decision: bool,
     /// KiB of batch bodies worked on at once.
     pub batch_budget_kib: u32,
 }
@@ -165,6 +170,16 @@ pub enum ReloadError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// `engine` as served: with `evaluate_every_decision`, remembering no
+/// verdict by situation.
+fn served(engine: PolicyEngine, evaluate_every_decision: bool) -> PolicyEngine {
+    if evaluate_every_decision {
+        engine.without_situations()
+    } else {
+        engine
+    }
+}
+
 impl AppState {
     /// Shared state over `store` and `engine`, which was loaded from
     /// `policy_dirs` (policies, schema).
@@ -182,8 +197,10 @@ impl AppState {
             trust_forwarded_for,
             decision_log,
             bench_endpoints,
+            evaluate_every_decision,
             batch_budget_kib,
         } = parts;
+        let engine = served(engine, evaluate_every_decision);
         AppState {
             identity,
             anonymous_rate_limit,
@@ -192,6 +209,7 @@ impl AppState {
             openapi: std::sync::OnceLock::new(),
             caches: crate::cache::Caches::default(),
             bench_endpoints,
+            evaluate_every_decision,
             batch_budget: tokio::sync::Semaphore::new(batch_budget_kib as usize),
             batch_kib: batch_budget_kib,
             policy_dirs,
@@ -296,7 +314,8 @@ impl AppState {
                 request_id,
             })
             .await?;
-        self.engine.store(Arc::new(engine));
+        self.engine
+            .store(Arc::new(served(engine, self.evaluate_every_decision)));
         let status = ReloadStatus {
             at: crate::store::now_millis(),
             ok: true,
@@ -315,7 +334,8 @@ impl AppState {
     /// server itself changes policies through [`AppState::reload`].
     #[doc(hidden)]
     pub fn replace_engine_unaudited(&self, engine: PolicyEngine) {
-        self.engine.store(Arc::new(engine));
+        self.engine
+            .store(Arc::new(served(engine, self.evaluate_every_decision)));
     }
 
     /// Asks the policies whether `caller` may perform the route action

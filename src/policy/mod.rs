@@ -135,6 +135,30 @@ pub struct PolicyEngine {
     /// Route decisions by (key or client, scopes, action): they depend on
     /// nothing but these and this policy set, so they are asked once.
     routes: moka::sync::Cache<String, Verdict>,
+    /// Verdicts by situation (`entities::situation`, with the action and
+    /// how the principal authenticated): what Cedar answered for one
+    /// request holds for every request in the same situation, as long as
+    /// no policy names an entity other than an action. `None` when one
+    /// does (or the set holds templates): then every request is evaluated.
+    situations: Option<quick_cache::sync::Cache<String, Verdict>>,
+}
+
+/// Most situations remembered per policy set. The bench world has a few
+/// hundred (user kinds, roles, visibilities, ownership, actions); each is a
+/// key of about 100 bytes and a verdict.
+const SITUATIONS: usize = 20_000;
+
+/// Whether every request can be decided by its situation: the set holds
+/// no templates and no policy names an entity other than an action (an
+/// entity literal, in its scope or its conditions, is the only way a
+/// policy can tell one id from another).
+fn decides_by_situation(policies: &PolicySet) -> bool {
+    policies.templates().next().is_none()
+        && policies.policies().all(|p| {
+            p.entity_literals()
+                .iter()
+                .all(|uid| *uid.type_name() == TYPES.action)
+        })
 }
 
 /// The policies of `policies` whose action scope can match each action of
@@ -398,9 +422,15 @@ impl PolicyEngine {
             .entity_types()
             .map(|t| (t.basename().to_string(), t.clone()))
             .collect();
+        let situations =
+            decides_by_situation(&policies).then(|| quick_cache::sync::Cache::new(SITUATIONS));
+        if situations.is_none() {
+            tracing::info!("a policy names an entity other than an action: every decision is evaluated, none is remembered by situation");
+        }
         Ok(PolicyEngine {
             by_action: policies_by_action(&policies, &schema),
             routes: moka::sync::Cache::new(10_000),
+            situations,
             shapes,
             types,
             policies,
@@ -418,6 +448,35 @@ impl PolicyEngine {
     pub fn without_action_index(mut self) -> Self {
         self.by_action.clear();
         self
+    }
+
+    /// The same set evaluating every request, remembering no verdict by
+    /// situation: the reference the situations are tested against.
+    #[doc(hidden)]
+    pub fn without_situations(mut self) -> Self {
+        self.situations = None;
+        self
+    }
+
+    /// Whether verdicts are remembered by situation (no policy names an
+    /// entity other than an action).
+    pub fn decides_by_situation(&self) -> bool {
+        self.situations.is_some()
+    }
+
+    /// The verdict Cedar gave a request in `situation` before, if any.
+    pub fn remembered(&self, situation: &str) -> Option<Verdict> {
+        self.situations.as_ref()?.get(situation)
+    }
+
+    /// Remembers `verdict` for `situation`, unless evaluating gave errors:
+    /// their messages name the request's own entities.
+    pub fn remember(&self, situation: String, verdict: &Verdict) {
+        if let Some(situations) = &self.situations {
+            if verdict.errors.is_empty() {
+                situations.insert(situation, verdict.clone());
+            }
+        }
     }
 
     /// The version the files in these folders would load as, without

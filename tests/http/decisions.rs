@@ -533,12 +533,10 @@ async fn the_largest_batch_of_distinct_ids_is_answered(db: Db) {
 }
 both_backends!(largest_batch, the_largest_batch_of_distinct_ids_is_answered);
 
-/// Single checks arriving together read their facts together (fewer
-/// statements than checks, `store::coalesce`), and each still gets the
-/// answer it would get alone: the same as the batch path, which reads them
-/// with its own statement. Fully consistent, so no cache answers them.
-async fn single_checks_arriving_together_share_statements(db: Db) {
-    let app = app_with_world(db).await;
+/// Requests over [`world`]: every user (and an unknown one) on every asset
+/// (and an unknown one) with each asset action, and on a project and two
+/// workspaces with `read`.
+fn asked_in_world() -> Vec<Value> {
     let world = world();
     let users: Vec<&str> = world["users"]
         .as_array()
@@ -575,6 +573,16 @@ async fn single_checks_arriving_together_share_statements(db: Db) {
             );
         }
     }
+    asked
+}
+
+/// Single checks arriving together read their facts together (fewer
+/// statements than checks, `store::coalesce`), and each still gets the
+/// answer it would get alone: the same as the batch path, which reads them
+/// with its own statement. Fully consistent, so no cache answers them.
+async fn single_checks_arriving_together_share_statements(db: Db) {
+    let app = app_with_world(db).await;
+    let asked = asked_in_world();
     let (status, batch) = app
         .post(
             "/v1/check/batch",
@@ -623,6 +631,33 @@ async fn single_checks_arriving_together_share_statements(db: Db) {
 both_backends!(
     single_checks_together,
     single_checks_arriving_together_share_statements
+);
+
+/// With `--evaluate-every-decision` no verdict is taken from an earlier
+/// request in the same situation, and every answer is the same as with
+/// situations (the default): the same decisions, reasons and errors.
+async fn evaluating_every_decision_answers_the_same(db: Db) {
+    let by_situation = app_with_world(db).await;
+    let evaluated =
+        crate::common::spawn_configured(db, None, None, |s| s.evaluate_every_decision = true).await;
+    evaluated.import(&world()).await;
+    assert!(by_situation.state.engine().decides_by_situation());
+    assert!(!evaluated.state.engine().decides_by_situation());
+    // Twice: the second round finds every situation remembered.
+    for round in 0..2 {
+        for request in asked_in_world() {
+            let (status, a) = by_situation.post("/v1/check", &request).await;
+            let (_, b) = evaluated.post("/v1/check", &request).await;
+            assert_eq!(status, 200, "{a}");
+            for field in ["decision", "reasons", "errors"] {
+                assert_eq!(a[field], b[field], "round {round}: {request}");
+            }
+        }
+    }
+}
+both_backends!(
+    every_decision_evaluated,
+    evaluating_every_decision_answers_the_same
 );
 
 /// `/v1/check/batch` with `body` on `app`, through `client`; the answers.

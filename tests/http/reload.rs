@@ -219,3 +219,40 @@ async fn reloading_under_load_fails_no_request() {
     }
     assert!(total > 50, "only {total} requests ran during the reloads");
 }
+
+/// Verdicts are taken from earlier requests in the same situation only
+/// while no policy tells ids apart. Two users in the same situation are
+/// answered alike; a reloaded policy that names one of them is honoured at
+/// once, for both, on a server that has remembered their situation.
+#[tokio::test]
+async fn a_reloaded_policy_naming_a_user_is_honoured_in_a_remembered_situation() {
+    let policies = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("policies"), policies.path());
+    let dir = policies.path().to_path_buf();
+    let app = spawn_configured(Db::Sqlite, None, None, move |s| s.policies = dir).await;
+    app.import(&json!({
+        "users": [{"id": "o", "kind": "registered"}, {"id": "vip", "kind": "registered"},
+                  {"id": "plain", "kind": "registered"}],
+        "workspaces": [{"id": "w", "owner": "o"}],
+        "projects": [{"id": "p", "workspace": "w"}],
+        "assets": [{"id": "a", "project": "p"}]
+    }))
+    .await;
+    assert!(app.state.engine().decides_by_situation());
+    for user in ["vip", "plain", "vip"] {
+        assert_eq!(app.decide(user, "read", "Asset", "a").await, "deny");
+    }
+    std::fs::write(
+        policies.path().join("vip.cedar"),
+        "// One named user reads everything.\n@id(\"vip-reads\")\n\
+         permit (principal == Warden::User::\"vip\", action == Warden::Action::\"read\", resource);\n",
+    )
+    .unwrap();
+    let (status, body) = app.post("/v1/admin/policies/reload", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!app.state.engine().decides_by_situation());
+    for _ in 0..2 {
+        assert_eq!(app.decide("vip", "read", "Asset", "a").await, "allow");
+        assert_eq!(app.decide("plain", "read", "Asset", "a").await, "deny");
+    }
+}
