@@ -7,10 +7,10 @@
 //! and a backend woken for it. Under load, one statement per check spends
 //! most of the database's CPU on that: on the bench world PostgreSQL spent
 //! ~110 µs per uncached single check, ~35 µs once they were read together.
-//! So one statement of single checks runs at a time, and a second only
-//! while at least [`MORE_AT`] checks wait ([`AT_ONCE`] at most); a check
-//! arriving meanwhile joins the queue, and the next statement takes the
-//! whole queue (up to [`MAX_PAIRS`]). A check that arrives when none is
+//! So one statement of single checks runs at a time, and another only while
+//! at least [`MORE_AT`] checks wait ([`AT_ONCE`] at most); a check arriving
+//! meanwhile joins the queue, and the next statement takes the whole queue
+//! (up to [`MAX_PAIRS`]). A check that arrives when none is
 //! running is read at once, so a quiet server adds no wait.
 //!
 //! Consistency holds as for a statement of its own: a queued check is read
@@ -28,14 +28,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
 /// Most statements of single checks' fact loads running at once.
-pub const AT_ONCE: usize = 2;
+pub const AT_ONCE: usize = 4;
 
 /// Checks that must be waiting before a statement runs beside another one.
-/// Fewer wait for the running statement and go with the next: measured on
-/// the bench world (32 clients), one statement at a time left the CPU ~7%
-/// idle while the database worked, and two at once whatever the queue made
-/// smaller groups that cost more per check; 16 did best of 8, 12, 16 and 24.
-pub const MORE_AT: usize = 16;
+/// Fewer wait for the running statement and go with the next. Measured on
+/// the bench worlds (32 clients, fully consistent checks, 10 s runs): one
+/// statement at a time left the CPU 7-12% idle while the database worked;
+/// two while 16 wait did best at 10,000 assets (20,400-21,550 checks/s)
+/// but worst at 1,000,000 (16,700-17,400/s, p99 6.2-7.0 ms, 14-17% idle),
+/// where each probe costs the database more (its tables outgrow the default
+/// 128 MB of shared buffers); four while 8 wait: 19,870-20,990 and
+/// 18,430-18,790/s, p99 5.2-5.7 ms at 1,000,000 (three runs alternated;
+/// three while 8 wait fell in between).
+pub const MORE_AT: usize = 8;
 
 /// A check waiting for its facts.
 struct Waiting {
