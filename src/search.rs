@@ -10,7 +10,7 @@
 //! reachable only by a public link is never a candidate, so it is never
 //! listed (CONTRACT §2: "nothing public is ever listed").
 
-use crate::decision::{decide_in_world, Authn, DecideError, DecisionInput, EntityRef, RawDecision};
+use crate::decision::{Authn, DecideError, DecisionInput, EntityRef, RawDecision};
 use crate::domain::World;
 use crate::policy::PolicyEngine;
 use crate::store::facts::FactKeys;
@@ -247,8 +247,9 @@ async fn page(
             input.collect_keys(&mut keys);
             inputs.push(input);
         }
-        let facts = store.load_facts(&keys).await?;
-        let verdicts = decide_in_world(engine, &facts, &inputs, "candidates")?;
+        let facts = std::sync::Arc::new(store.load_facts(&keys).await?);
+        let verdicts = crate::cache::decide_over(engine, &facts, &inputs, "candidates").await?;
+        let facts = std::sync::Arc::unwrap_or_clone(facts);
         for (id, verdict) in ids.iter().zip(verdicts) {
             if verdict.allow && (found.items.len() as i64) < size {
                 found.items.push((id.clone(), verdict.reasons));
