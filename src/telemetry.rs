@@ -20,6 +20,10 @@ pub fn init_logging(format: LogFormat) {
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often recorded histogram samples are folded in (the exporter's own
+/// upkeep task's default).
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn metrics() -> PrometheusHandle {
     METRICS
@@ -37,6 +41,17 @@ pub fn metrics() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only when another recorder is installed; ours then stays empty.
             let _ = metrics::set_global_recorder(recorder);
+            // Histograms hold each sample until upkeep folds it into its
+            // buckets or summary; only `build` and `install` start that
+            // task, so without this a server that nobody scrapes grew by
+            // every sample (measured: ~30 MB in 20 s of cached checks).
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(METRICS_UPKEEP);
+                    upkeep.run_upkeep();
+                });
             handle
         })
         .clone()
