@@ -27,15 +27,28 @@ use crate::store::revision::{bucket, Revisions};
 use crate::store::Store;
 use std::sync::Arc;
 
-/// Memory bound of the decision cache, in (estimated) bytes.
-pub const DECISION_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Memory bounds of the caches, in (estimated) megabytes
+/// (`--decision-cache-mb`, `--slice-cache-mb`); 0 caches nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheBounds {
+    /// The decision cache's.
+    pub decisions_mb: u32,
+    /// The slice cache's.
+    pub slices_mb: u32,
+}
 
-/// Memory bound of the slice cache, in (estimated) bytes. Half the
-/// decisions': a slice saves a fact read only for another action on the
-/// same pair, and with both at 64 MB the bench peaked at 309-340 MB (the
-/// caches full after 200,000 distinct checks, then 32 concurrent
-/// 1,000-request batches on top).
-pub const SLICE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+impl Default for CacheBounds {
+    /// 64 MB of decisions and 32 MB of slices: a slice saves a fact read
+    /// only for another action on the same pair. With both caches full (the
+    /// bench's 400,000 distinct checks) the server held ~130 MB, and peaked
+    /// at ~210 MB with 32 concurrent 1,000-request batches on top.
+    fn default() -> Self {
+        CacheBounds {
+            decisions_mb: 64,
+            slices_mb: 32,
+        }
+    }
+}
 
 /// How fresh the facts behind an answer must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,7 +133,7 @@ pub struct Caches {
 
 impl Default for Caches {
     fn default() -> Self {
-        Self::new(DECISION_CACHE_BYTES, SLICE_CACHE_BYTES)
+        Self::new(CacheBounds::default())
     }
 }
 
@@ -155,8 +168,10 @@ fn world_weight(key: &str, w: &Tagged<Arc<World>>) -> u32 {
 }
 
 impl Caches {
-    /// Caches holding at most about `decisions` and `slices` bytes.
-    pub fn new(decisions: u64, slices: u64) -> Self {
+    /// Caches holding at most about the bounds' megabytes.
+    pub fn new(bounds: CacheBounds) -> Self {
+        let decisions = u64::from(bounds.decisions_mb) * 1024 * 1024;
+        let slices = u64::from(bounds.slices_mb) * 1024 * 1024;
         let items = |bytes: u64, weight: u64| {
             usize::try_from(bytes / weight)
                 .unwrap_or(usize::MAX)
@@ -540,6 +555,54 @@ mod tests {
     /// A batch's decisions give other tasks a turn every
     /// [`DECISIONS_PER_TURN`]: deciding 100 takes four polls (32, 32, 32
     /// and 4 decisions), and the verdicts are those decided in one go.
+    /// A verdict of `reasons` reasons, tagged in generation 0 on nothing.
+    fn tagged(reasons: usize) -> Tagged<Verdict> {
+        let reasons = (0..reasons).map(|i| format!("reason-{i}")).collect();
+        Tagged::new(
+            0,
+            Box::new([]),
+            Verdict {
+                allow: true,
+                reasons,
+                errors: Vec::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn caches_hold_what_their_bounds_allow() {
+        let revisions = Revisions::default();
+        let none = Caches::new(CacheBounds {
+            decisions_mb: 0,
+            slices_mb: 0,
+        });
+        none.decisions.insert("k".into(), tagged(1));
+        none.slices
+            .insert("k".into(), Tagged::new(0, Box::new([]), Arc::new(world(1))));
+        assert!(none.get_decision("k", &revisions).is_none());
+        assert!(none.get_slice("k", &revisions).is_none());
+
+        let one = Caches::new(CacheBounds {
+            decisions_mb: 1,
+            slices_mb: 1,
+        });
+        one.decisions.insert("k".into(), tagged(1));
+        one.slices
+            .insert("k".into(), Tagged::new(0, Box::new([]), Arc::new(world(1))));
+        assert!(one.get_decision("k", &revisions).is_some());
+        assert!(one.get_slice("k", &revisions).is_some());
+        // Many more entries than a megabyte holds: the weight stays bound.
+        for i in 0..20_000 {
+            one.decisions.insert(format!("key-{i}"), tagged(3));
+        }
+        assert!(one.decisions.weight() <= 1024 * 1024);
+        assert!(
+            one.decisions.len() > 500 && one.decisions.len() < 20_000,
+            "{} entries in a megabyte",
+            one.decisions.len()
+        );
+    }
+
     #[test]
     fn a_batch_gives_other_tasks_a_turn() {
         let engine = engine().without_situations();

@@ -133,6 +133,16 @@ pub struct ServeArgs {
     /// CPU, and is there to compare and measure.
     #[arg(long, env = "WARDEN_EVALUATE_EVERY_DECISION")]
     pub evaluate_every_decision: bool,
+    /// Megabytes the decision cache may hold (estimated from each entry's
+    /// size; the least used answers leave first). 0 caches no decision.
+    #[arg(long, env = "WARDEN_DECISION_CACHE_MB",
+          default_value_t = crate::cache::CacheBounds::default().decisions_mb)]
+    pub decision_cache_mb: u32,
+    /// Megabytes the cache of single checks' entity slices may hold. 0
+    /// caches no slice.
+    #[arg(long, env = "WARDEN_SLICE_CACHE_MB",
+          default_value_t = crate::cache::CacheBounds::default().slices_mb)]
+    pub slice_cache_mb: u32,
     /// Identity settings.
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -260,6 +270,8 @@ pub struct Settings {
     pub bench_endpoints: bool,
     /// Evaluate every decision (`--evaluate-every-decision`).
     pub evaluate_every_decision: bool,
+    /// Memory bounds of the decision and slice caches.
+    pub caches: crate::cache::CacheBounds,
     /// KiB of batch bodies worked on at once.
     pub batch_budget_kib: u32,
     /// Connections and their timeouts.
@@ -297,6 +309,7 @@ impl Settings {
             watch_policies: false,
             bench_endpoints: false,
             evaluate_every_decision: false,
+            caches: crate::cache::CacheBounds::default(),
             batch_budget_kib: crate::http::default_batch_budget_kib(),
             connections: crate::http::serve::Connections::default(),
         }
@@ -340,6 +353,10 @@ impl From<&ServeArgs> for Settings {
             watch_policies: !args.no_watch,
             bench_endpoints: args.bench_endpoints,
             evaluate_every_decision: args.evaluate_every_decision,
+            caches: crate::cache::CacheBounds {
+                decisions_mb: args.decision_cache_mb,
+                slices_mb: args.slice_cache_mb,
+            },
             batch_budget_kib: args
                 .batch_budget_kib
                 .unwrap_or_else(crate::http::default_batch_budget_kib),
@@ -370,7 +387,28 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_url, ServeArgs, Settings};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn settings(args: &[&str]) -> Settings {
+        let serve = Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .expect("the flags parse");
+        Settings::from(&serve.args)
+    }
+
+    #[test]
+    fn cache_bounds_come_from_the_flags() {
+        assert_eq!(settings(&[]).caches, crate::cache::CacheBounds::default());
+        let set = settings(&["--decision-cache-mb", "8", "--slice-cache-mb", "0"]).caches;
+        assert_eq!((set.decisions_mb, set.slices_mb), (8, 0));
+        assert!(Serve::try_parse_from(["serve", "--decision-cache-mb", "-1"]).is_err());
+    }
 
     #[test]
     fn passwords_never_reach_the_logs() {

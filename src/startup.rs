@@ -325,6 +325,7 @@ impl Application {
                 decision_log,
                 bench_endpoints: settings.bench_endpoints,
                 evaluate_every_decision: settings.evaluate_every_decision,
+                caches: settings.caches,
                 batch_budget_kib: settings.batch_budget_kib.max(1),
             },
         ));

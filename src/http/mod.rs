@@ -135,6 +135,8 @@ pub struct StateParts {
     pub bench_endpoints: bool,
     /// Evaluate every decision (`--evaluate-every-decision`).
     pub evaluate_every_decision: bool,
+    /// Memory bounds of the decision and slice caches.
+    pub caches: crate::cache::CacheBounds,
     /// KiB of batch bodies worked on at once.
     pub batch_budget_kib: u32,
 }
@@ -198,6 +200,7 @@ impl AppState {
             decision_log,
             bench_endpoints,
             evaluate_every_decision,
+            caches,
             batch_budget_kib,
         } = parts;
         let engine = served(engine, evaluate_every_decision);
@@ -207,7 +210,7 @@ impl AppState {
             trust_forwarded_for,
             decision_log,
             openapi: std::sync::OnceLock::new(),
-            caches: crate::cache::Caches::default(),
+            caches: crate::cache::Caches::new(caches),
             bench_endpoints,
             evaluate_every_decision,
             batch_budget: tokio::sync::Semaphore::new(batch_budget_kib as usize),
