@@ -572,25 +572,25 @@ mod tests {
     #[test]
     fn caches_hold_what_their_bounds_allow() {
         let revisions = Revisions::default();
-        let none = Caches::new(CacheBounds {
-            decisions_mb: 0,
-            slices_mb: 0,
-        });
-        none.decisions.insert("k".into(), tagged(1));
-        none.slices
-            .insert("k".into(), Tagged::new(0, Box::new([]), Arc::new(world(1))));
-        assert!(none.get_decision("k", &revisions).is_none());
-        assert!(none.get_slice("k", &revisions).is_none());
-
-        let one = Caches::new(CacheBounds {
-            decisions_mb: 1,
-            slices_mb: 1,
-        });
-        one.decisions.insert("k".into(), tagged(1));
-        one.slices
-            .insert("k".into(), Tagged::new(0, Box::new([]), Arc::new(world(1))));
-        assert!(one.get_decision("k", &revisions).is_some());
-        assert!(one.get_slice("k", &revisions).is_some());
+        // Caches bounded at `mb` megabytes each, after one decision and one
+        // slice under "k": whether each is found again.
+        let keep_one = |mb: u32| {
+            let caches = Caches::new(CacheBounds {
+                decisions_mb: mb,
+                slices_mb: mb,
+            });
+            caches.decisions.insert("k".into(), tagged(1));
+            let slice = Tagged::new(0, Box::new([]), Arc::new(world(1)));
+            caches.slices.insert("k".into(), slice);
+            let kept = (
+                caches.get_decision("k", &revisions).is_some(),
+                caches.get_slice("k", &revisions).is_some(),
+            );
+            (caches, kept)
+        };
+        assert_eq!(keep_one(0).1, (false, false));
+        let (one, kept) = keep_one(1);
+        assert_eq!(kept, (true, true));
         // Many more entries than a megabyte holds: the weight stays bound.
         for i in 0..20_000 {
             one.decisions.insert(format!("key-{i}"), tagged(3));
