@@ -41,7 +41,7 @@ impl Default for CacheBounds {
     /// 64 MB of decisions and 32 MB of slices: a slice saves a fact read
     /// only for another action on the same pair. With both caches full (the
     /// bench's 400,000 distinct checks) the server held ~130 MB, and peaked
-    /// at ~210 MB with 32 concurrent 1,000-request batches on top.
+    /// at 207-244 MB with 32 concurrent 1,000-request batches on top.
     fn default() -> Self {
         CacheBounds {
             decisions_mb: 64,
@@ -129,12 +129,6 @@ impl quick_cache::Weighter<String, Tagged<Arc<World>>> for WorldWeight {
 pub struct Caches {
     decisions: quick_cache::sync::Cache<String, Tagged<Verdict>, VerdictWeight>,
     slices: quick_cache::sync::Cache<String, Tagged<Arc<World>>, WorldWeight>,
-}
-
-impl Default for Caches {
-    fn default() -> Self {
-        Self::new(CacheBounds::default())
-    }
 }
 
 /// What one cache entry costs beyond its key and value's own text: the
@@ -552,9 +546,6 @@ mod tests {
         );
     }
 
-    /// A batch's decisions give other tasks a turn every
-    /// [`DECISIONS_PER_TURN`]: deciding 100 takes four polls (32, 32, 32
-    /// and 4 decisions), and the verdicts are those decided in one go.
     /// A verdict of `reasons` reasons, tagged in generation 0 on nothing.
     fn tagged(reasons: usize) -> Tagged<Verdict> {
         let reasons = (0..reasons).map(|i| format!("reason-{i}")).collect();
@@ -603,6 +594,9 @@ mod tests {
         );
     }
 
+    /// A batch's decisions give other tasks a turn every
+    /// [`DECISIONS_PER_TURN`]: deciding 100 takes four polls (32, 32, 32
+    /// and 4 decisions), and the verdicts are those decided in one go.
     #[test]
     fn a_batch_gives_other_tasks_a_turn() {
         let engine = engine().without_situations();

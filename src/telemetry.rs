@@ -44,7 +44,7 @@ pub fn metrics() -> PrometheusHandle {
             // Histograms hold each sample until upkeep folds it into its
             // buckets or summary; only `build` and `install` start that
             // task, so without this a server that nobody scrapes grew by
-            // every sample (measured: ~30 MB in 20 s of cached checks).
+            // every sample (measured: ~45 MB in 20 s of cached checks at 46,000/s).
             let upkeep = handle.clone();
             let _ = std::thread::Builder::new()
                 .name("metrics-upkeep".into())
