@@ -70,6 +70,12 @@ pub struct PgDatabase {
 
 impl PgDatabase {
     pub async fn create() -> Self {
+        Self::create_with("").await
+    }
+
+    /// A fresh database created with `options` after its name (e.g. a
+    /// template and a locale).
+    pub async fn create_with(options: &str) -> Self {
         let admin_url = postgres_admin_url();
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
@@ -80,7 +86,7 @@ impl PgDatabase {
                 )
             });
         let name = format!("warden_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        sqlx::query(&format!("CREATE DATABASE {name} {options}"))
             .execute(&mut conn)
             .await
             .expect("create test database");

@@ -3,7 +3,7 @@
 //! change), paginated, never listing link-only public resources. Both backends.
 
 use crate::both_backends;
-use crate::common::{repo, spawn_configured, Db, TestApp};
+use crate::common::{repo, spawn_configured, Db, PgDatabase, TestApp};
 use serde_json::{json, Value};
 
 fn world() -> Value {
@@ -652,6 +652,81 @@ async fn workspace_and_project_search_page_per_relation(db: Db) {
 both_backends!(
     workspace_project_paging,
     workspace_and_project_search_page_per_relation
+);
+
+/// Searches list ids in byte order, as SQLite compares them, on every
+/// Postgres whatever the locale its database was created with: here one
+/// whose collation (ICU en-US) sorts `_carol a B` where bytes sort `B _carol
+/// a`. Each relation is read in id order from the database and the pages
+/// merge them, so a database ordering them otherwise skipped or repeated
+/// results; walked in pages of one to three, a resource search over
+/// workspace, project and grant relations and a subject search over
+/// members, project members and grantees give the byte-sorted answer.
+async fn searches_list_ids_in_byte_order_whatever_the_database_locale(db: Db) {
+    let pg = match db {
+        Db::Postgres => Some(
+            PgDatabase::create_with("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+                .await,
+        ),
+        Db::Sqlite => None,
+    };
+    let app = spawn_configured(db, pg, None, |_| {}).await;
+    let users: Vec<Value> = [
+        "Zed", "u", "Bob", "_carol", "Dave", "alice", "erin", "Émile",
+    ]
+    .map(|id| json!({"id": id, "kind": "registered"}))
+    .to_vec();
+    let member = |user: &str, scope: &str, id: &str, role: &str| json!({"user": user, "scope": scope, "id": id, "role": role});
+    let asset = |id: &str, project: &str| json!({"id": id, "project": project});
+    let grant =
+        |user: &str, asset: &str| json!({"user": user, "asset": asset, "permission": "read"});
+    app.import(&json!({
+        "users": users,
+        "workspaces": [{"id": "W", "owner": "Zed"}, {"id": "v", "owner": "Zed"}],
+        "projects": [{"id": "P", "workspace": "W"}, {"id": "q", "workspace": "v"}, {"id": "R", "workspace": "v"}],
+        "assets": [
+            asset("a", "P"), asset("B", "P"), asset("c", "P"), asset("D", "q"), asset("e", "q"),
+            asset("_f", "R"), asset("Ä", "R"), asset("x", "R")
+        ],
+        "memberships": [
+            member("u", "workspace", "W", "viewer"), member("u", "project", "q", "viewer"),
+            member("Bob", "workspace", "W", "viewer"), member("erin", "workspace", "W", "editor"),
+            member("_carol", "project", "P", "viewer"), member("Dave", "project", "P", "editor")
+        ],
+        "grants": [
+            grant("u", "_f"), grant("u", "Ä"), grant("alice", "a"), grant("Émile", "a")
+        ]
+    }))
+    .await;
+    let assets = ["B", "D", "_f", "a", "c", "e", "Ä"];
+    let readers = [
+        "Bob", "Dave", "Zed", "_carol", "alice", "erin", "u", "Émile",
+    ];
+    assert_eq!(
+        resources(&app, "u", "read", "Asset", json!({})).await,
+        assets
+    );
+    for limit in [1, 2, 3] {
+        let ask = json!({"principal": {"type": "User", "id": "u"}, "action": "read",
+                         "resource_type": "Asset", "limit": limit});
+        assert_eq!(
+            walk(&app, "/v1/search/resources", ask).await,
+            assets,
+            "assets in pages of {limit}"
+        );
+        let ask =
+            json!({"action": "read", "resource": {"type": "Asset", "id": "a"}, "limit": limit});
+        assert_eq!(
+            walk(&app, "/v1/search/subjects", ask).await,
+            readers,
+            "readers in pages of {limit}"
+        );
+    }
+}
+
+both_backends!(
+    byte_order,
+    searches_list_ids_in_byte_order_whatever_the_database_locale
 );
 
 /// The actions the schema applies to each resource type, as an app would
