@@ -682,3 +682,37 @@ pub(crate) fn id(value: String) -> Result<crate::domain::Id, StoreError> {
 pub(crate) fn required(value: Option<String>, what: &str) -> Result<String, StoreError> {
     value.ok_or_else(|| StoreError::Query(format!("stored {what} is missing")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pooled Postgres session plans for cached data
+    /// ([`RANDOM_PAGE_COST`]: with the default, a check's fact statement
+    /// read small tables whole) and bounds its lock waits by the write-lock
+    /// timeout it was given. Asked of several sessions at once, so a
+    /// setting made on one connection only would show.
+    #[tokio::test]
+    async fn postgres_sessions_plan_for_cached_data_and_bound_lock_waits() {
+        let url = std::env::var("WARDEN_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let store = Store::connect_with(&url, Duration::from_millis(1234))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("this test needs Postgres at {url} (.ci/run starts it): {e}")
+            });
+        let mut sessions = Vec::new();
+        for _ in 0..3 {
+            sessions.push(store.pool().acquire().await.expect("session"));
+        }
+        for session in &mut sessions {
+            let (cost, lock): (String, String) = sqlx::query_as(
+                "SELECT current_setting('random_page_cost'), current_setting('lock_timeout')",
+            )
+            .fetch_one(&mut **session)
+            .await
+            .expect("settings");
+            assert_eq!((cost.as_str(), lock.as_str()), ("1.1", "1234ms"));
+        }
+    }
+}
