@@ -429,7 +429,7 @@ async fn decided(
     for input in inputs {
         let situation = engine
             .decides_by_situation()
-            .then(|| input.situation(world))
+            .then(|| input.situation(world, engine.named_entities()))
             .flatten();
         verdicts.push(situation.as_deref().and_then(|s| engine.remembered(s)));
         situations.push(situation);

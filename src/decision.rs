@@ -271,14 +271,19 @@ impl DecisionInput {
     }
 
     /// The situation of this request over `world` (`entities::situation`,
-    /// with the action and how the principal authenticated): requests in
-    /// one situation are decided alike. `None` when the request brings its
-    /// own context or entities, or names an unknown principal or resource.
-    pub(crate) fn situation(&self, world: &crate::domain::World) -> Option<String> {
+    /// telling apart the entities `named` by the policies, with the action
+    /// and how the principal authenticated): requests in one situation are
+    /// decided alike. `None` when the request brings its own context or
+    /// entities, or names an unknown principal or resource.
+    pub(crate) fn situation(
+        &self,
+        world: &crate::domain::World,
+        named: &[EntityUid],
+    ) -> Option<String> {
         if self.context.is_some() || !self.supplied.is_empty() {
             return None;
         }
-        let mut key = entities::situation(world, &self.principal, &self.resource)?;
+        let mut key = entities::situation(world, &self.principal, &self.resource, named)?;
         key.push_str(" action=");
         key.push_str(self.action.id().unescaped());
         key.push_str(" authn=");
@@ -807,25 +812,31 @@ mod tests {
         out
     }
 
-    /// Cedar decides every request of one situation alike, over the facts a
-    /// single check reads and over a whole world (as in a batch), in 20
-    /// random worlds: so a verdict remembered by situation is the one
-    /// evaluating would give. The situations must also tell apart what
-    /// decides: the run sees both answers and many situations.
-    #[test]
-    fn requests_in_one_situation_are_decided_alike() {
-        let engine = engine().without_situations();
-        let mut decided: BTreeMap<String, (bool, Vec<String>, String)> = BTreeMap::new();
-        let (mut shared, mut allowed, mut denied, mut asked) = (0, 0, 0, 0);
+    /// What [`decide_alike_by_situation`] saw: situations, and requests in
+    /// all, in a situation seen before, allowed and denied.
+    #[derive(Default)]
+    struct Seen {
+        situations: BTreeMap<String, (bool, Vec<String>, String)>,
+        asked: usize,
+        shared: usize,
+        allowed: usize,
+        denied: usize,
+    }
+
+    /// Decides every request of 20 random worlds with `engine`, over the
+    /// facts a single check reads and over the whole world (as in a
+    /// batch), and asserts that Cedar decided each situation alike.
+    fn decide_alike_by_situation(engine: &PolicyEngine) -> Seen {
+        let mut seen = Seen::default();
         for seed in 0..20 {
             let world = random_world(&mut StdRng::seed_from_u64(seed));
-            for (user, ty, resource, input) in requests(&engine, &world) {
+            for (user, ty, resource, input) in requests(engine, &world) {
                 let slice = pair_slice(&world, &user, &ty, &resource);
                 for facts in [&world, &slice] {
-                    let verdict = decide_in_world(&engine, facts, std::slice::from_ref(&input), "")
+                    let verdict = decide_in_world(engine, facts, std::slice::from_ref(&input), "")
                         .expect("decided")
                         .remove(0);
-                    let Some(situation) = input.situation(facts) else {
+                    let Some(situation) = input.situation(facts, engine.named_entities()) else {
                         assert!(
                             !verdict.errors.is_empty() || !verdict.allow,
                             "{user} {ty} {resource}: no situation, so unknown"
@@ -835,20 +846,20 @@ mod tests {
                     if !verdict.errors.is_empty() {
                         continue;
                     }
-                    asked += 1;
+                    seen.asked += 1;
                     if verdict.allow {
-                        allowed += 1
+                        seen.allowed += 1
                     } else {
-                        denied += 1
+                        seen.denied += 1
                     }
                     let request = format!(
                         "world {seed}: {user} {} {ty} {resource} ({})",
                         input.action,
                         input.authn.as_str()
                     );
-                    match decided.get(&situation) {
+                    match seen.situations.get(&situation) {
                         Some((allow, reasons, first)) => {
-                            shared += 1;
+                            seen.shared += 1;
                             assert_eq!(
                                 (*allow, reasons),
                                 (verdict.allow, &verdict.reasons),
@@ -856,40 +867,248 @@ mod tests {
                             );
                         }
                         None => {
-                            decided.insert(situation, (verdict.allow, verdict.reasons, request));
+                            seen.situations
+                                .insert(situation, (verdict.allow, verdict.reasons, request));
                         }
                     }
                 }
             }
         }
-        assert!(decided.len() > 500, "{} situations", decided.len());
+        seen
+    }
+
+    /// Cedar decides every request of one situation alike, over the facts a
+    /// single check reads and over a whole world (as in a batch), in 20
+    /// random worlds: so a verdict remembered by situation is the one
+    /// evaluating would give. The situations must also tell apart what
+    /// decides: the run sees both answers and many situations.
+    #[test]
+    fn requests_in_one_situation_are_decided_alike() {
+        let engine = engine();
+        assert!(engine.named_entities().is_empty());
+        let seen = decide_alike_by_situation(&engine.without_situations());
         assert!(
-            shared > 2 * decided.len(),
-            "{shared} requests met a situation seen before"
+            seen.situations.len() > 500,
+            "{} situations",
+            seen.situations.len()
         );
         assert!(
-            allowed > 1_000 && denied > 1_000,
-            "{allowed} allowed, {denied} denied of {asked}"
+            seen.shared > 2 * seen.situations.len(),
+            "{} requests met a situation seen before",
+            seen.shared
+        );
+        assert!(
+            seen.allowed > 1_000 && seen.denied > 1_000,
+            "{} allowed, {} denied of {}",
+            seen.allowed,
+            seen.denied,
+            seen.asked
         );
     }
 
-    /// A policy that names an entity (here a user) tells ids apart, so
-    /// with one no verdict is remembered by situation; the repository's
-    /// policies name only actions.
-    #[test]
-    fn a_policy_naming_an_entity_turns_situations_off() {
-        assert!(engine().decides_by_situation());
+    /// Policies that name entities of every kind the random worlds hold:
+    /// users (one that owns workspaces, one that never exists), a
+    /// workspace, a project and an asset, role groups of scopes in and out
+    /// of a request's chain, compared with `==`, `in` and attributes.
+    const NAMING: &str = r#"
+@id("vip-reads")
+permit (principal == Warden::User::"u1", action == Warden::Action::"read", resource);
+@id("no-deletes-in-w1")
+forbid (principal, action == Warden::Action::"delete", resource in Warden::Workspace::"w1");
+@id("p2-editors-write-everywhere")
+permit (principal in Warden::Role::"project/p2/editors", action == Warden::Action::"write", resource);
+@id("a3-shared-by-u2s-workspace")
+permit (principal, action == Warden::Action::"share", resource == Warden::Asset::"a3")
+when { resource.workspace.owner == Warden::User::"u2" };
+@id("w0-readers-of-a1")
+permit (principal in Warden::Role::"asset/a1/readers", action == Warden::Action::"read", resource)
+when { resource.workspace.editors == Warden::Role::"workspace/w0/editors" };
+@id("p4-is-closed")
+forbid (principal, action in [Warden::Action::"read", Warden::Action::"write"], resource)
+when { resource.workspace.owner == Warden::User::"ghost" && principal != Warden::User::"nobody" }
+unless { resource in Warden::Project::"p4" };
+@id("owners-of-w2-members-manage")
+permit (principal, action == Warden::Action::"invite", resource)
+when { resource.workspace.owner in Warden::Role::"workspace/w2/members" };
+"#;
+
+    /// The repository's policies with [`NAMING`] added.
+    fn naming_engine() -> PolicyEngine {
         let dir = tempfile::tempdir().expect("dir");
         for entry in std::fs::read_dir("policies").expect("policies") {
             let path = entry.expect("entry").path();
             std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
         }
-        std::fs::write(
-            dir.path().join("vip.cedar"),
-            "@id(\"vip-reads\")\npermit (principal == Warden::User::\"u1\", action == Warden::Action::\"read\", resource);\n",
-        )
-        .expect("policy");
-        let named = PolicyEngine::load(dir.path(), Path::new("schema")).expect("loads");
-        assert!(!named.decides_by_situation());
+        std::fs::write(dir.path().join("naming.cedar"), NAMING).expect("policy");
+        PolicyEngine::load(dir.path(), Path::new("schema")).expect("loads")
+    }
+
+    /// The request `user` `action` `ty` `id`, as an app asks it.
+    fn ask(engine: &PolicyEngine, user: &str, action: &str, ty: &str, id: &str) -> DecisionInput {
+        let raw = RawDecision {
+            principal: EntityRef {
+                ty: "User".into(),
+                id: user.into(),
+            },
+            action: action.into(),
+            resource: EntityRef {
+                ty: ty.into(),
+                id: id.into(),
+            },
+            context: Map::new(),
+            entities: None,
+            authn: Authn::App,
+        };
+        DecisionInput::parse(engine, raw, "").expect("valid request")
+    }
+
+    /// Requests alike but for one id that a policy names are in different
+    /// situations, and decided differently: an asset (`a3` against `a5`), a
+    /// workspace (`w1` against `w3`) and a project (`p4` against `p6`).
+    #[test]
+    fn a_named_id_sets_its_requests_situation_apart() {
+        let engine = naming_engine();
+        let user = |u: &str| UserRecord {
+            id: id(u),
+            kind: UserKind::Registered,
+            email: None,
+            name: None,
+            merged_into: None,
+        };
+        let workspace = |w: &str, owner: &str| WorkspaceRecord {
+            id: id(w),
+            owner: id(owner),
+            visibility: crate::domain::Visibility::Private,
+        };
+        let project = |p: &str, w: &str| ProjectRecord {
+            id: id(p),
+            workspace: id(w),
+            visibility: crate::domain::Visibility::Private,
+        };
+        let asset = |a: &str, p: &str| AssetRecord {
+            id: id(a),
+            project: id(p),
+            visibility: crate::domain::Visibility::Private,
+            public_access: crate::domain::PublicAccess::None,
+        };
+        let viewer = |u: &str, w: &str| MembershipRecord {
+            user: id(u),
+            scope: Scope::Workspace,
+            id: id(w),
+            role: Role::Viewer,
+        };
+        let world = World {
+            users: vec![user("u0"), user("u2")],
+            workspaces: vec![
+                workspace("w0", "u2"),
+                workspace("w1", "u2"),
+                workspace("w3", "u2"),
+                workspace("w5", "ghost"),
+            ],
+            projects: vec![
+                project("p0", "w0"),
+                project("p1", "w1"),
+                project("p3", "w3"),
+                project("p4", "w5"),
+                project("p6", "w5"),
+            ],
+            assets: vec![
+                asset("a3", "p0"),
+                asset("a5", "p0"),
+                asset("b4", "p4"),
+                asset("b6", "p6"),
+            ],
+            memberships: vec![viewer("u0", "w0"), viewer("u0", "w5")],
+            grants: Vec::new(),
+        };
+        for (named, other) in [
+            (
+                ask(&engine, "u0", "share", "Asset", "a3"),
+                ask(&engine, "u0", "share", "Asset", "a5"),
+            ),
+            (
+                ask(&engine, "u2", "delete", "Project", "p1"),
+                ask(&engine, "u2", "delete", "Project", "p3"),
+            ),
+            (
+                ask(&engine, "u0", "read", "Asset", "b4"),
+                ask(&engine, "u0", "read", "Asset", "b6"),
+            ),
+        ] {
+            let situation = |input: &DecisionInput| {
+                input
+                    .situation(&world, engine.named_entities())
+                    .expect("a situation")
+            };
+            assert_ne!(situation(&named), situation(&other), "{}", named.resource);
+            let decided = decide_in_world(&engine, &world, &[named.clone(), other.clone()], "")
+                .expect("decided");
+            assert_ne!(
+                decided[0].allow, decided[1].allow,
+                "{} and {}",
+                named.resource, other.resource
+            );
+        }
+    }
+
+    /// With policies that name entities, a situation says which of the
+    /// request's entities each named one is (or holds), and Cedar still
+    /// decides every request of one situation alike, in the same 20 random
+    /// worlds: situations stay on for such a set. Each named entity is met
+    /// in some situation.
+    #[test]
+    fn policies_naming_entities_are_decided_alike_by_situation() {
+        let engine = naming_engine();
+        assert!(engine.decides_by_situation());
+        let named: Vec<String> = engine
+            .named_entities()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(named.len(), 11, "{named:?}");
+        let seen = decide_alike_by_situation(&engine.without_situations());
+        assert!(
+            seen.situations.len() > 500,
+            "{} situations",
+            seen.situations.len()
+        );
+        assert!(
+            seen.shared > 10_000,
+            "{} of {} requests met a situation seen before",
+            seen.shared,
+            seen.asked
+        );
+        assert!(seen.allowed > 1_000 && seen.denied > 1_000);
+        // Each kind of place a named entity can be is met.
+        for mark in [
+            "u0;",
+            "u1;",
+            "a0;",
+            "p0;",
+            "w0;",
+            "w0/editors",
+            "+u0",
+            "+u1",
+        ] {
+            assert!(
+                seen.situations.keys().any(|s| s.contains(mark)),
+                "no situation holds {mark}"
+            );
+        }
+        // And the named policies decide some of them.
+        for id in [
+            "vip-reads",
+            "p2-editors-write-everywhere",
+            "a3-shared-by-u2s-workspace",
+            "w0-readers-of-a1",
+            "owners-of-w2-members-manage",
+        ] {
+            assert!(
+                seen.situations
+                    .values()
+                    .any(|(_, reasons, _)| reasons.iter().any(|r| r == id)),
+                "{id} decided nothing"
+            );
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! user is placed in; nothing here decides who may do what.
 
 use crate::domain::{
-    AssetRecord, Id, ProjectRecord, Role, Scope, UserRecord, WorkspaceRecord, World,
+    AssetRecord, GrantRecord, Id, MembershipRecord, ProjectRecord, Role, Scope, UserRecord,
+    WorkspaceRecord, World,
 };
 use crate::store::revision::entity_key;
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
@@ -195,27 +196,45 @@ fn asset_entity(asset: &AssetRecord, workspace: &Id) -> Result<Entity, BuildErro
 fn groups_by_user(world: &World) -> HashMap<&Id, HashSet<EntityUid>> {
     let mut groups: HashMap<&Id, HashSet<EntityUid>> = HashMap::new();
     for m in &world.memberships {
-        let set = groups.entry(&m.user).or_default();
-        set.insert(role_group(
-            m.scope.as_str(),
-            &m.id,
-            role_group_name(m.scope, m.role),
-        ));
-        if m.scope == Scope::Workspace {
-            set.insert(role_group("workspace", &m.id, "members"));
-        }
+        groups
+            .entry(&m.user)
+            .or_default()
+            .extend(membership_groups(m));
     }
     for g in &world.grants {
-        let name = match g.permission {
-            crate::domain::Permission::Read => "readers",
-            crate::domain::Permission::Write => "writers",
-        };
-        groups
-            .entry(&g.user)
-            .or_default()
-            .insert(role_group("asset", &g.asset, name));
+        groups.entry(&g.user).or_default().insert(grant_group(g));
     }
     groups
+}
+
+/// The groups a membership places its user in: its scope's group of its
+/// role and, in a workspace, the workspace's members.
+fn membership_groups(m: &MembershipRecord) -> impl Iterator<Item = EntityUid> + '_ {
+    let role = role_group(m.scope.as_str(), &m.id, role_group_name(m.scope, m.role));
+    let members = (m.scope == Scope::Workspace).then(|| role_group("workspace", &m.id, "members"));
+    std::iter::once(role).chain(members)
+}
+
+/// The group a grant places its user in: its asset's readers or writers.
+fn grant_group(g: &GrantRecord) -> EntityUid {
+    let name = match g.permission {
+        crate::domain::Permission::Read => "readers",
+        crate::domain::Permission::Write => "writers",
+    };
+    role_group("asset", &g.asset, name)
+}
+
+/// Whether `world` places user `who` in `group`, as [`build`] does.
+fn in_group(world: &World, who: &str, group: &EntityUid) -> bool {
+    world
+        .memberships
+        .iter()
+        .filter(|m| m.user.as_str() == who)
+        .any(|m| membership_groups(m).any(|g| g == *group))
+        || world
+            .grants
+            .iter()
+            .any(|g| g.user.as_str() == who && grant_group(g) == *group)
 }
 
 /// Builds one Cedar entity per user, workspace, project and asset of `world`.
@@ -323,9 +342,15 @@ impl<'w> Ancestry<'w> {
 /// request, so it cannot change the decision.
 ///
 /// Cedar cannot see an id except by comparing entities with each other or
-/// with an entity literal written in a policy. So where the policies name
-/// no entity but actions (`policy::PolicyEngine` checks this when it
-/// loads), two requests with the same situation (and the same action and
+/// with an entity literal written in a policy (`principal ==
+/// Warden::User::"alice"`, `resource in Warden::Workspace::"acme"`,
+/// `principal in Warden::Role::"project/p1/editors"`). So the situation
+/// also says, for each entity the policies name (`named`, from
+/// `policy::PolicyEngine::named_entities`), which entity of the request it
+/// is, if any (user `0` or `1`, asset, project or workspace `0`, or one of
+/// their role groups), and whether users `0` and `1` are in it, when it is
+/// a role group (also one of another scope: a batch may load those).
+/// Then two requests with the same situation (and the same action and
 /// context) are decided alike: the same decision, for the same policies.
 ///
 /// `None` when the principal is not a stored user of `world`, or the
@@ -335,7 +360,12 @@ impl<'w> Ancestry<'w> {
 /// Must name every field [`build`] turns into an attribute or a parent: a
 /// field it leaves out here would make requests that differ by it look
 /// alike (test `decision::tests::requests_in_one_situation_are_decided_alike`).
-pub fn situation(world: &World, principal: &EntityUid, resource: &EntityUid) -> Option<String> {
+pub fn situation(
+    world: &World,
+    principal: &EntityUid,
+    resource: &EntityUid,
+    named: &[EntityUid],
+) -> Option<String> {
     use std::fmt::Write;
     if *principal.type_name() != TYPES.user {
         return None;
@@ -423,7 +453,83 @@ pub fn situation(world: &World, principal: &EntityUid, resource: &EntityUid) -> 
             }
         }
     }
+    if !named.is_empty() {
+        let places = Places {
+            user,
+            owner: workspace
+                .map(|w| w.owner.as_str())
+                .filter(|owner| *owner != user),
+            asset: asset.map(|a| a.id.as_str()),
+            project: project_id,
+            workspace: workspace_id,
+        };
+        out.push_str(" named=");
+        for uid in named {
+            places.write_named(world, uid, &mut out);
+        }
+    }
     Some(out)
+}
+
+/// The ids of a request's places ([`situation`]): the principal (user
+/// `0`), the workspace's owner when that is someone else (user `1`), and
+/// the resource with its ancestors.
+struct Places<'a> {
+    user: &'a str,
+    owner: Option<&'a str>,
+    asset: Option<&'a str>,
+    project: Option<&'a str>,
+    workspace: &'a str,
+}
+
+impl Places<'_> {
+    /// Writes which place the named entity `uid` is (`u0`, `u1`, `a0`,
+    /// `p0`, `w0`, a place's role group such as `w0/editors`, or `-`) and,
+    /// for a role group, whether users `0` and `1` are in it over `world`.
+    fn write_named(&self, world: &World, uid: &EntityUid, out: &mut String) {
+        let ty = uid.type_name();
+        let id = uid.id().unescaped();
+        let is = |place: Option<&str>| place == Some(id);
+        let place = if *ty == TYPES.user {
+            if is(Some(self.user)) {
+                "u0".to_string()
+            } else if is(self.owner) {
+                "u1".to_string()
+            } else {
+                "-".to_string()
+            }
+        } else if *ty == TYPES.asset {
+            if is(self.asset) { "a0" } else { "-" }.to_string()
+        } else if *ty == TYPES.project {
+            if is(self.project) { "p0" } else { "-" }.to_string()
+        } else if *ty == TYPES.workspace {
+            if is(Some(self.workspace)) { "w0" } else { "-" }.to_string()
+        } else if *ty == TYPES.role {
+            // `scope/id/group`: group names hold no `/`, ids may.
+            let of = id.rsplit_once('/').and_then(|(scope_and_id, group)| {
+                let (scope, of) = scope_and_id.split_once('/')?;
+                let place = match scope {
+                    "workspace" if of == self.workspace => "w0",
+                    "project" if Some(of) == self.project => "p0",
+                    "asset" if Some(of) == self.asset => "a0",
+                    _ => return None,
+                };
+                Some(format!("{place}/{group}"))
+            });
+            let mut place = of.unwrap_or_else(|| "-".to_string());
+            if in_group(world, self.user, uid) {
+                place.push_str("+u0");
+            }
+            if self.owner.is_some_and(|owner| in_group(world, owner, uid)) {
+                place.push_str("+u1");
+            }
+            place
+        } else {
+            "-".to_string()
+        };
+        out.push_str(&place);
+        out.push(';');
+    }
 }
 
 /// Whether `world` holds the stored record `uid` names (a user, workspace,

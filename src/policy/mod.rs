@@ -137,10 +137,12 @@ pub struct PolicyEngine {
     routes: moka::sync::Cache<String, Verdict>,
     /// Verdicts by situation (`entities::situation`, with the action and
     /// how the principal authenticated): what Cedar answered for one
-    /// request holds for every request in the same situation, as long as
-    /// no policy names an entity other than an action. `None` when one
-    /// does (or the set holds templates): then every request is evaluated.
+    /// request holds for every request in the same situation. `None` when
+    /// the set holds templates: then every request is evaluated.
     situations: Option<quick_cache::sync::Cache<String, Verdict>>,
+    /// The entities other than actions that the policies name: a situation
+    /// says which of them each entity of the request is, or holds.
+    named: Vec<cedar_policy::EntityUid>,
 }
 
 /// Most situations remembered per policy set. The bench world has a few
@@ -148,17 +150,25 @@ pub struct PolicyEngine {
 /// key of about 100 bytes and a verdict.
 const SITUATIONS: usize = 20_000;
 
-/// Whether every request can be decided by its situation: the set holds
-/// no templates and no policy names an entity other than an action (an
-/// entity literal, in its scope or its conditions, is the only way a
-/// policy can tell one id from another).
-fn decides_by_situation(policies: &PolicySet) -> bool {
-    policies.templates().next().is_none()
-        && policies.policies().all(|p| {
-            p.entity_literals()
-                .iter()
-                .all(|uid| *uid.type_name() == TYPES.action)
-        })
+/// The entities other than actions that `policies` name, in a fixed order,
+/// when every request can be decided by its situation: an entity literal,
+/// in a policy's scope or its conditions, is the only way a policy can
+/// tell one id from another, so a situation that says which of these each
+/// entity of the request is (`entities::situation`) tells apart every
+/// request the policies can. `None` when the set holds templates (their
+/// slots are filled with entities per link).
+fn named_entities(policies: &PolicySet) -> Option<Vec<cedar_policy::EntityUid>> {
+    if policies.templates().next().is_some() {
+        return None;
+    }
+    let mut named: Vec<cedar_policy::EntityUid> = policies
+        .policies()
+        .flat_map(|p| p.entity_literals())
+        .filter(|uid| *uid.type_name() != TYPES.action)
+        .collect();
+    named.sort_by_cached_key(|uid| uid.to_string());
+    named.dedup();
+    Some(named)
 }
 
 /// The policies of `policies` whose action scope can match each action of
@@ -422,15 +432,18 @@ impl PolicyEngine {
             .entity_types()
             .map(|t| (t.basename().to_string(), t.clone()))
             .collect();
-        let situations =
-            decides_by_situation(&policies).then(|| quick_cache::sync::Cache::new(SITUATIONS));
+        let named = named_entities(&policies);
+        let situations = named
+            .is_some()
+            .then(|| quick_cache::sync::Cache::new(SITUATIONS));
         if situations.is_none() {
-            tracing::info!("a policy names an entity other than an action: every decision is evaluated, none is remembered by situation");
+            tracing::info!("the policies hold templates: every decision is evaluated, none is remembered by situation");
         }
         Ok(PolicyEngine {
             by_action: policies_by_action(&policies, &schema),
             routes: moka::sync::Cache::new(10_000),
             situations,
+            named: named.unwrap_or_default(),
             shapes,
             types,
             policies,
@@ -458,10 +471,16 @@ impl PolicyEngine {
         self
     }
 
-    /// Whether verdicts are remembered by situation (no policy names an
-    /// entity other than an action).
+    /// Whether verdicts are remembered by situation (the set holds no
+    /// templates, and `--evaluate-every-decision` is off).
     pub fn decides_by_situation(&self) -> bool {
         self.situations.is_some()
+    }
+
+    /// The entities other than actions that the policies name, which a
+    /// situation must tell apart (`entities::situation`).
+    pub fn named_entities(&self) -> &[cedar_policy::EntityUid] {
+        &self.named
     }
 
     /// The verdict Cedar gave a request in `situation` before, if any.

@@ -220,10 +220,11 @@ async fn reloading_under_load_fails_no_request() {
     assert!(total > 50, "only {total} requests ran during the reloads");
 }
 
-/// Verdicts are taken from earlier requests in the same situation only
-/// while no policy tells ids apart. Two users in the same situation are
-/// answered alike; a reloaded policy that names one of them is honoured at
-/// once, for both, on a server that has remembered their situation.
+/// Verdicts are taken from earlier requests in the same situation, and a
+/// situation tells apart the entities the policies name. Two users in the
+/// same situation are answered alike; a reloaded policy that names one of
+/// them is honoured at once, for both, on a server that had remembered
+/// their situation.
 #[tokio::test]
 async fn a_reloaded_policy_naming_a_user_is_honoured_in_a_remembered_situation() {
     let policies = tempfile::tempdir().unwrap();
@@ -250,8 +251,15 @@ async fn a_reloaded_policy_naming_a_user_is_honoured_in_a_remembered_situation()
     .unwrap();
     let (status, body) = app.post("/v1/admin/policies/reload", &json!({})).await;
     assert_eq!(status, 200, "{body}");
-    assert!(!app.state.engine().decides_by_situation());
-    for _ in 0..2 {
+    let engine = app.state.engine();
+    assert!(engine.decides_by_situation());
+    let named: Vec<String> = engine
+        .named_entities()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(named, [r#"Warden::User::"vip""#]);
+    for _ in 0..3 {
         assert_eq!(app.decide("vip", "read", "Asset", "a").await, "allow");
         assert_eq!(app.decide("plain", "read", "Asset", "a").await, "deny");
     }
