@@ -490,23 +490,37 @@ impl Places<'_> {
         let ty = uid.type_name();
         let id = uid.id().unescaped();
         let is = |place: Option<&str>| place == Some(id);
-        let place = if *ty == TYPES.user {
-            if is(Some(self.user)) {
-                "u0".to_string()
+        if *ty == TYPES.role {
+            self.write_named_group(world, uid, out);
+        } else if *ty == TYPES.user {
+            out.push_str(if is(Some(self.user)) {
+                "u0"
             } else if is(self.owner) {
-                "u1".to_string()
+                "u1"
             } else {
-                "-".to_string()
-            }
+                "-"
+            });
         } else if *ty == TYPES.asset {
-            if is(self.asset) { "a0" } else { "-" }.to_string()
+            out.push_str(if is(self.asset) { "a0" } else { "-" });
         } else if *ty == TYPES.project {
-            if is(self.project) { "p0" } else { "-" }.to_string()
+            out.push_str(if is(self.project) { "p0" } else { "-" });
         } else if *ty == TYPES.workspace {
-            if is(Some(self.workspace)) { "w0" } else { "-" }.to_string()
-        } else if *ty == TYPES.role {
-            // `scope/id/group`: group names hold no `/`, ids may.
-            let of = id.rsplit_once('/').and_then(|(scope_and_id, group)| {
+            out.push_str(if is(Some(self.workspace)) { "w0" } else { "-" });
+        } else {
+            out.push('-');
+        }
+        out.push(';');
+    }
+
+    /// [`Places::write_named`] for the role group `uid`: which place's
+    /// group it is, if any, and whether users `0` and `1` are in it.
+    fn write_named_group(&self, world: &World, uid: &EntityUid, out: &mut String) {
+        // `scope/id/group`: group names hold no `/`, ids may.
+        let place = uid
+            .id()
+            .unescaped()
+            .rsplit_once('/')
+            .and_then(|(scope_and_id, group)| {
                 let (scope, of) = scope_and_id.split_once('/')?;
                 let place = match scope {
                     "workspace" if of == self.workspace => "w0",
@@ -514,21 +528,22 @@ impl Places<'_> {
                     "asset" if Some(of) == self.asset => "a0",
                     _ => return None,
                 };
-                Some(format!("{place}/{group}"))
+                Some((place, group))
             });
-            let mut place = of.unwrap_or_else(|| "-".to_string());
-            if in_group(world, self.user, uid) {
-                place.push_str("+u0");
+        match place {
+            Some((place, group)) => {
+                out.push_str(place);
+                out.push('/');
+                out.push_str(group);
             }
-            if self.owner.is_some_and(|owner| in_group(world, owner, uid)) {
-                place.push_str("+u1");
-            }
-            place
-        } else {
-            "-".to_string()
-        };
-        out.push_str(&place);
-        out.push(';');
+            None => out.push('-'),
+        }
+        if in_group(world, self.user, uid) {
+            out.push_str("+u0");
+        }
+        if self.owner.is_some_and(|owner| in_group(world, owner, uid)) {
+            out.push_str("+u1");
+        }
     }
 }
 
