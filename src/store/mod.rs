@@ -66,6 +66,89 @@ pub enum StoreError {
     Busy(String),
 }
 
+/// A migration applied by a newer build of Warden than this one
+/// ([`Store::migrate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewerMigration {
+    /// Its version (file number).
+    pub version: i64,
+    /// Its description (file name after the number).
+    pub description: String,
+}
+
+/// [`Store::migrate`] on `conn`, under sqlx's migration lock (so that a
+/// replica starting beside another sees its migrations whole): refuses
+/// unknown applied migrations older than this build's last, then applies
+/// the pending ones with sqlx, past the newer ones.
+async fn migrate_on(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<Vec<NewerMigration>, StoreError> {
+    use sqlx::migrate::{Migrate, MigrateError};
+    let failed = |e: MigrateError| match e {
+        MigrateError::Execute(e) => StoreError::from(e),
+        other => StoreError::Query(format!("migration failed: {other}")),
+    };
+    let mut migrator = migrations::migrator(backend).await.map_err(failed)?;
+    conn.lock().await.map_err(failed)?;
+    let result = async {
+        conn.ensure_migrations_table().await.map_err(failed)?;
+        let known: std::collections::BTreeSet<i64> = migrator.iter().map(|m| m.version).collect();
+        let last = known.last().copied().unwrap_or(0);
+        let mut newer = Vec::new();
+        for applied in conn.list_applied_migrations().await.map_err(failed)? {
+            match applied.version {
+                v if known.contains(&v) => {}
+                v if v > last => newer.push(v),
+                v => {
+                    return Err(StoreError::Query(format!(
+                        "migration failed: the database has migration {v} applied, which this \
+                         build of Warden does not have although it has later ones ({last} is its \
+                         last): the database was migrated by a different build; run that build, \
+                         or restore a backup taken before it"
+                    )))
+                }
+            }
+        }
+        let newer = if newer.is_empty() {
+            Vec::new()
+        } else {
+            describe(conn, &newer).await?
+        };
+        // Checked above: only newer migrations are missing here.
+        migrator.set_locking(false);
+        migrator.set_ignore_missing(true);
+        migrator.run(&mut *conn).await.map_err(failed)?;
+        Ok(newer)
+    }
+    .await;
+    conn.unlock().await.map_err(failed)?;
+    result
+}
+
+/// The descriptions of the applied migrations `versions`, from sqlx's table.
+async fn describe(
+    conn: &mut sqlx::AnyConnection,
+    versions: &[i64],
+) -> Result<Vec<NewerMigration>, StoreError> {
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT version, description FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let version: i64 = row.try_get("version")?;
+        if versions.contains(&version) {
+            let description: String = row.try_get("description")?;
+            out.push(NewerMigration {
+                version,
+                description,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// SQLSTATE / SQLite result codes of a lock wait that gave up: Postgres
 /// `lock_not_available` (55P03, raised by `lock_timeout`), SQLite
 /// `SQLITE_BUSY` and `SQLITE_LOCKED` with their extended codes.
@@ -306,8 +389,15 @@ impl Store {
         })
     }
 
-    /// Applies every pending migration of this backend.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    /// Applies every pending migration of this backend, and returns the
+    /// migrations a newer build of Warden applied that this one does not
+    /// know (versions past its last one), which it leaves as they are: a
+    /// replica restarted on the previous release during a rolling upgrade,
+    /// or a release rolled back, still starts (migrations only add to what
+    /// the previous release reads; README, "Upgrading"). An unknown applied
+    /// migration before this build's last one means the database was
+    /// migrated by another line of builds, and stops the start-up.
+    pub async fn migrate(&self) -> Result<Vec<NewerMigration>, StoreError> {
         // On a connection of its own with no lock wait bound: a replica
         // starting beside another waits for that one's migrations (they
         // hold sqlx's migration lock) however long they take. The
@@ -316,15 +406,18 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::Executor::execute(&mut conn, "SET lock_timeout = 0").await?;
         }
-        let result = match migrations::migrator(self.backend).await {
-            Ok(migrator) => migrator.run(&mut conn).await,
-            Err(e) => Err(e),
-        };
+        let result = migrate_on(&mut conn, self.backend).await;
         let _ = sqlx::Connection::close(conn).await;
-        result.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => StoreError::from(e),
-            other => StoreError::Query(format!("migration failed: {other}")),
-        })
+        let newer = result?;
+        for migration in &newer {
+            tracing::warn!(
+                version = migration.version,
+                description = %migration.description,
+                "the database has a migration from a newer build of Warden; \
+                 this build runs without it (upgrade this replica to match the others)"
+            );
+        }
+        Ok(newer)
     }
 
     /// The pool, for the query modules.

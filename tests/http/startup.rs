@@ -420,3 +420,92 @@ async fn a_copied_policy_is_reported_where_the_copy_is() {
     assert!(error.contains(&place), "expected {place} in:\n{error}");
     assert!(error.contains("duplicate @id"), "{error}");
 }
+
+/// Runs `sql` on the database at `url` (SQLite or Postgres), as an operator
+/// or another build of Warden would.
+async fn execute(url: &str, sql: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+}
+
+/// sqlx's record of a migration `version` this build does not have, as
+/// the build that applied it would leave it.
+fn applied_elsewhere(version: i64, description: &str) -> String {
+    format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         SELECT {version}, '{description}', success, checksum, 1 FROM _sqlx_migrations WHERE version = 1"
+    )
+}
+
+/// A rolling upgrade, or a release rolled back: a replica of the previous
+/// release restarted on a database the next release has already migrated
+/// starts, says which migrations it runs without, and serves. An unknown
+/// migration among this build's own still stops it, with what to do.
+async fn a_database_a_newer_build_migrated_still_starts_this_one(db: Db) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let pg = match db {
+        Db::Postgres => Some(PgDatabase::create().await),
+        Db::Sqlite => None,
+    };
+    let url = pg
+        .as_ref()
+        .map_or_else(|| warden::store::sqlite_url(&data), PgDatabase::url);
+    std::fs::create_dir_all(&data).unwrap();
+    let store = warden::startup::open_store(&url).await.expect("migrated");
+    execute(&url, &applied_elsewhere(9001, "from a newer build")).await;
+    assert_eq!(
+        store
+            .migrate()
+            .await
+            .expect("a newer build's migration is left alone"),
+        vec![warden::store::NewerMigration {
+            version: 9001,
+            description: "from a newer build".to_string(),
+        }]
+    );
+    let server = Running::start(
+        Application::build(&settings(&data, url.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{db:?}: refused a newer build's database: {e}")),
+    );
+    let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
+    let key = key.trim();
+    let (status, body) = server
+        .call(key, reqwest::Method::POST, "/v1/admin/import", Some(json!({
+            "users": [{"id": "u", "kind": "registered"}], "workspaces": [{"id": "w", "owner": "u"}]})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .call(key, reqwest::Method::POST, "/v1/check", Some(json!({
+            "principal": {"type": "User", "id": "u"}, "action": "delete", "resource": {"type": "Workspace", "id": "w"}})))
+        .await;
+    assert_eq!(
+        (status, body["decision"].clone()),
+        (200, json!("allow")),
+        "{body}"
+    );
+    drop(server);
+
+    execute(&url, &applied_elsewhere(0, "from another line of builds")).await;
+    let refused = match Application::build(&settings(&data, url.clone())).await {
+        Ok(_) => panic!("{db:?}: started over a migration among its own it does not have"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        refused.contains("migration 0 applied")
+            && refused.contains("migrated by a different build")
+            && refused.contains("restore a backup"),
+        "{refused}"
+    );
+}
+both_backends!(
+    newer_migrations,
+    a_database_a_newer_build_migrated_still_starts_this_one
+);
