@@ -7,6 +7,10 @@
 //!     phase of 32 concurrent clients for `WARDEN_BENCH_SECONDS` (default 10)
 //!     printing checks/s, p50 and p99, and the same for 1,000-request batches.
 //!     Client and server share this machine's cores, as `wrk` on the same box would.
+//!     `WARDEN_BENCH_ASSETS=0` leaves it out.
+//! (c) The situations of a batch's requests (what a batch or a search page
+//!     computes before it evaluates anything), over the slice a batch of
+//!     1,000 and of 5,000 random pairs of a bench-data world loads.
 //!
 //! Postgres: `WARDEN_TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres);
 //! the bench creates and drops its own database.
@@ -112,6 +116,85 @@ fn in_process(c: &mut Criterion) {
             engine.decide(&request, &slice)
         })
     });
+    group.finish();
+}
+
+/// The slice a batch of `pairs` (user, asset) loads from `world`, as
+/// `store::facts` does: the users and the assets with their projects and
+/// workspaces, the workspaces' owners, and the users' memberships and
+/// grants on those.
+fn batch_slice(world: &World, pairs: &[(&str, &str)]) -> World {
+    use std::collections::HashSet;
+    fn kept<R: Clone>(records: &[R], keep: impl Fn(&R) -> bool) -> Vec<R> {
+        records.iter().filter(|r| keep(r)).cloned().collect()
+    }
+    let users: HashSet<&str> = pairs.iter().map(|(u, _)| *u).collect();
+    let wanted: HashSet<&str> = pairs.iter().map(|(_, a)| *a).collect();
+    let assets = kept(&world.assets, |a| wanted.contains(a.id.as_str()));
+    let wanted: HashSet<&str> = assets.iter().map(|a| a.project.as_str()).collect();
+    let projects = kept(&world.projects, |p| wanted.contains(p.id.as_str()));
+    let wanted: HashSet<&str> = projects.iter().map(|p| p.workspace.as_str()).collect();
+    let workspaces = kept(&world.workspaces, |w| wanted.contains(w.id.as_str()));
+    let owners: HashSet<&str> = workspaces.iter().map(|w| w.owner.as_str()).collect();
+    let loaded: HashSet<&str> = users.union(&owners).copied().collect();
+    let scopes: HashSet<&str> = projects
+        .iter()
+        .map(|p| p.id.as_str())
+        .chain(workspaces.iter().map(|w| w.id.as_str()))
+        .collect();
+    let asset_ids: HashSet<&str> = assets.iter().map(|a| a.id.as_str()).collect();
+    World {
+        users: kept(&world.users, |u| loaded.contains(u.id.as_str())),
+        memberships: kept(&world.memberships, |m| {
+            loaded.contains(m.user.as_str()) && scopes.contains(m.id.as_str())
+        }),
+        grants: kept(&world.grants, |g| {
+            loaded.contains(g.user.as_str()) && asset_ids.contains(g.asset.as_str())
+        }),
+        assets: assets.clone(),
+        projects: projects.clone(),
+        workspaces: workspaces.clone(),
+    }
+}
+
+fn batch_situations(c: &mut Criterion) {
+    let world = warden::benchdata::world(100_000, 7);
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut group = c.benchmark_group("batch_situations");
+    for size in [1_000, 5_000] {
+        let pairs: Vec<(&str, &str)> = (0..size)
+            .map(|_| {
+                let user = &world.users[rng.gen_range(0..world.users.len())];
+                let asset = &world.assets[rng.gen_range(0..world.assets.len())];
+                (user.id.as_str(), asset.id.as_str())
+            })
+            .collect();
+        let slice = batch_slice(&world, &pairs);
+        let requests: Vec<_> = pairs
+            .iter()
+            .map(|(u, a)| {
+                (
+                    entities::uid(&entities::TYPES.user, u),
+                    entities::uid(&entities::TYPES.asset, a),
+                )
+            })
+            .collect();
+        let facts = entities::Lookup::new(&slice);
+        let described = requests
+            .iter()
+            .filter_map(|(u, a)| entities::situation(&facts, u, a, &[]))
+            .count();
+        assert_eq!(described, size, "every request has a situation");
+        group.bench_function(format!("{size}_requests"), |b| {
+            b.iter(|| {
+                let facts = entities::Lookup::new(&slice);
+                requests
+                    .iter()
+                    .filter_map(|(u, a)| entities::situation(&facts, u, a, &[]))
+                    .count()
+            })
+        });
+    }
     group.finish();
 }
 
@@ -326,6 +409,9 @@ fn http_postgres(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    if assets == 0 {
+        return;
+    }
     let seconds: u64 = std::env::var("WARDEN_BENCH_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -362,7 +448,7 @@ fn http_postgres(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, in_process, http_postgres);
+criterion_group!(benches, in_process, batch_situations, http_postgres);
 
 fn main() {
     benches();

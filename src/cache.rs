@@ -426,11 +426,13 @@ async fn decided(
 ) -> Result<Vec<Decided>, DecideError> {
     let mut situations: Vec<Option<String>> = Vec::with_capacity(inputs.len());
     let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(inputs.len());
+    let facts = engine
+        .decides_by_situation()
+        .then(|| crate::entities::Lookup::new(world));
     for input in inputs {
-        let situation = engine
-            .decides_by_situation()
-            .then(|| input.situation(world, engine.named_entities()))
-            .flatten();
+        let situation = facts
+            .as_ref()
+            .and_then(|facts| input.situation(facts, engine.named_entities()));
         verdicts.push(situation.as_deref().and_then(|s| engine.remembered(s)));
         situations.push(situation);
     }

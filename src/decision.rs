@@ -270,20 +270,21 @@ impl DecisionInput {
         authn_context(self.authn).map_err(|e| input_error(field, e))
     }
 
-    /// The situation of this request over `world` (`entities::situation`,
+    /// The situation of this request over the world `facts` looks up
+    /// (`entities::situation`,
     /// telling apart the entities `named` by the policies, with the action
     /// and how the principal authenticated): requests in one situation are
     /// decided alike. `None` when the request brings its own context or
     /// entities, or names an unknown principal or resource.
     pub(crate) fn situation(
         &self,
-        world: &crate::domain::World,
+        facts: &entities::Lookup<'_>,
         named: &[EntityUid],
     ) -> Option<String> {
         if self.context.is_some() || !self.supplied.is_empty() {
             return None;
         }
-        let mut key = entities::situation(world, &self.principal, &self.resource, named)?;
+        let mut key = entities::situation(facts, &self.principal, &self.resource, named)?;
         key.push_str(" action=");
         key.push_str(self.action.id().unescaped());
         key.push_str(" authn=");
@@ -586,6 +587,7 @@ mod tests {
         AssetRecord, GrantRecord, MembershipRecord, ProjectRecord, Role, Scope, UserKind,
         UserRecord, WorkspaceRecord, World,
     };
+    use crate::entities::Lookup;
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
@@ -836,7 +838,14 @@ mod tests {
                     let verdict = decide_in_world(engine, facts, std::slice::from_ref(&input), "")
                         .expect("decided")
                         .remove(0);
-                    let Some(situation) = input.situation(facts, engine.named_entities()) else {
+                    let named = engine.named_entities();
+                    let scanned = input.situation(&Lookup::built(facts, false), named);
+                    let mapped = input.situation(&Lookup::built(facts, true), named);
+                    assert_eq!(
+                        scanned, mapped,
+                        "{user} {ty} {resource}: looked up two ways"
+                    );
+                    let Some(situation) = scanned else {
                         assert!(
                             !verdict.errors.is_empty() || !verdict.allow,
                             "{user} {ty} {resource}: no situation, so unknown"
@@ -1037,7 +1046,7 @@ when { resource.workspace.owner in Warden::Role::"workspace/w2/members" };
         ] {
             let situation = |input: &DecisionInput| {
                 input
-                    .situation(&world, engine.named_entities())
+                    .situation(&Lookup::new(&world), engine.named_entities())
                     .expect("a situation")
             };
             assert_ne!(situation(&named), situation(&other), "{}", named.resource);

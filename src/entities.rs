@@ -224,17 +224,141 @@ fn grant_group(g: &GrantRecord) -> EntityUid {
     role_group("asset", &g.asset, name)
 }
 
-/// Whether `world` places user `who` in `group`, as [`build`] does.
-fn in_group(world: &World, who: &str, group: &EntityUid) -> bool {
-    world
-        .memberships
-        .iter()
-        .filter(|m| m.user.as_str() == who)
-        .any(|m| membership_groups(m).any(|g| g == *group))
-        || world
-            .grants
-            .iter()
-            .any(|g| g.user.as_str() == who && grant_group(g) == *group)
+/// Worlds of at most this many records are looked up by scanning them (a
+/// single check's slice holds a handful); larger ones through maps built
+/// once ([`Lookup`]).
+const SCANNED_UP_TO: usize = 64;
+
+/// `world`'s records by id, and its memberships and grants by user, to
+/// describe many requests over one world ([`situation`]: a batch, a search
+/// page) without scanning the whole world for each request (which made a
+/// batch's situations cost the square of its size).
+pub struct Lookup<'w> {
+    world: &'w World,
+    maps: Option<Maps<'w>>,
+}
+
+/// The maps of a [`Lookup`] over a larger world.
+struct Maps<'w> {
+    users: HashMap<&'w str, &'w UserRecord>,
+    workspaces: HashMap<&'w str, &'w WorkspaceRecord>,
+    projects: HashMap<&'w str, &'w ProjectRecord>,
+    assets: HashMap<&'w str, &'w AssetRecord>,
+    memberships: HashMap<&'w str, Vec<&'w MembershipRecord>>,
+    grants: HashMap<&'w str, Vec<&'w GrantRecord>>,
+}
+
+/// `records` listed by the key `key` gives each.
+fn by_key<R>(records: &[R], key: fn(&R) -> &str) -> HashMap<&str, Vec<&R>> {
+    let mut out: HashMap<&str, Vec<&R>> = HashMap::new();
+    for r in records {
+        out.entry(key(r)).or_default().push(r);
+    }
+    out
+}
+
+/// `records` by id (ids are unique in a world).
+fn by_id<R>(records: &[R], id: fn(&R) -> &str) -> HashMap<&str, &R> {
+    records.iter().map(|r| (id(r), r)).collect()
+}
+
+/// The record `id` names: from `map` when there is one, else found in `all`.
+fn find<'w, R>(
+    map: Option<&HashMap<&'w str, &'w R>>,
+    all: &'w [R],
+    id_of: fn(&R) -> &str,
+    id: &str,
+) -> Option<&'w R> {
+    match map {
+        Some(map) => map.get(id).copied(),
+        None => all.iter().find(|r| id_of(r) == id),
+    }
+}
+
+/// The records of user `who`: listed in `map` when there is one, else
+/// filtered from `all`.
+fn of_user<'a, 'w: 'a, R>(
+    map: Option<&'a HashMap<&'w str, Vec<&'w R>>>,
+    all: &'w [R],
+    user_of: fn(&R) -> &str,
+    who: &'a str,
+) -> impl Iterator<Item = &'w R> + 'a {
+    let listed = map.map(|map| map.get(who).map_or(&[][..], Vec::as_slice));
+    let scanned = listed
+        .is_none()
+        .then_some(all)
+        .into_iter()
+        .flatten()
+        .filter(move |r| user_of(r) == who);
+    listed.into_iter().flatten().copied().chain(scanned)
+}
+
+impl<'w> Lookup<'w> {
+    /// A lookup over `world`.
+    pub fn new(world: &'w World) -> Self {
+        let records = world.users.len()
+            + world.workspaces.len()
+            + world.projects.len()
+            + world.assets.len()
+            + world.memberships.len()
+            + world.grants.len();
+        Self::built(world, records > SCANNED_UP_TO)
+    }
+
+    /// A lookup over `world` through maps (`mapped`) or by scanning it:
+    /// the same answers either way (test
+    /// `decision::tests::requests_in_one_situation_are_decided_alike`).
+    pub(crate) fn built(world: &'w World, mapped: bool) -> Self {
+        let maps = mapped.then(|| Maps {
+            users: by_id(&world.users, |r| r.id.as_str()),
+            workspaces: by_id(&world.workspaces, |r| r.id.as_str()),
+            projects: by_id(&world.projects, |r| r.id.as_str()),
+            assets: by_id(&world.assets, |r| r.id.as_str()),
+            memberships: by_key(&world.memberships, |r| r.user.as_str()),
+            grants: by_key(&world.grants, |r| r.user.as_str()),
+        });
+        Lookup { world, maps }
+    }
+
+    fn user(&self, id: &str) -> Option<&'w UserRecord> {
+        let map = self.maps.as_ref().map(|m| &m.users);
+        find(map, &self.world.users, |r| r.id.as_str(), id)
+    }
+
+    fn workspace(&self, id: &str) -> Option<&'w WorkspaceRecord> {
+        let map = self.maps.as_ref().map(|m| &m.workspaces);
+        find(map, &self.world.workspaces, |r| r.id.as_str(), id)
+    }
+
+    fn project(&self, id: &str) -> Option<&'w ProjectRecord> {
+        let map = self.maps.as_ref().map(|m| &m.projects);
+        find(map, &self.world.projects, |r| r.id.as_str(), id)
+    }
+
+    fn asset(&self, id: &str) -> Option<&'w AssetRecord> {
+        let map = self.maps.as_ref().map(|m| &m.assets);
+        find(map, &self.world.assets, |r| r.id.as_str(), id)
+    }
+
+    fn memberships_of<'a>(
+        &'a self,
+        who: &'a str,
+    ) -> impl Iterator<Item = &'w MembershipRecord> + 'a {
+        let map = self.maps.as_ref().map(|m| &m.memberships);
+        of_user(map, &self.world.memberships, |r| r.user.as_str(), who)
+    }
+
+    fn grants_of<'a>(&'a self, who: &'a str) -> impl Iterator<Item = &'w GrantRecord> + 'a {
+        let map = self.maps.as_ref().map(|m| &m.grants);
+        of_user(map, &self.world.grants, |r| r.user.as_str(), who)
+    }
+
+    /// Whether the world places user `who` in `group`, as [`build`] does.
+    fn in_group(&self, who: &str, group: &EntityUid) -> bool {
+        self.memberships_of(who)
+            .any(|m| membership_groups(m).any(|g| g == *group))
+            || self.grants_of(who).any(|g| grant_group(g) == *group)
+    }
 }
 
 /// Builds one Cedar entity per user, workspace, project and asset of `world`.
@@ -361,7 +485,7 @@ impl<'w> Ancestry<'w> {
 /// field it leaves out here would make requests that differ by it look
 /// alike (test `decision::tests::requests_in_one_situation_are_decided_alike`).
 pub fn situation(
-    world: &World,
+    world: &Lookup<'_>,
     principal: &EntityUid,
     resource: &EntityUid,
     named: &[EntityUid],
@@ -371,12 +495,11 @@ pub fn situation(
         return None;
     }
     let user = principal.id().unescaped();
-    let find_user = |id: &str| world.users.iter().find(|u| u.id.as_str() == id);
-    let me = find_user(user)?;
+    let me = world.user(user)?;
     let ty = resource.type_name();
     let id = resource.id().unescaped();
     let (asset, project_id) = if *ty == TYPES.asset {
-        let asset = world.assets.iter().find(|a| a.id.as_str() == id)?;
+        let asset = world.asset(id)?;
         (Some(asset), Some(asset.project.as_str()))
     } else if *ty == TYPES.project {
         (None, Some(id))
@@ -386,14 +509,11 @@ pub fn situation(
         return None;
     };
     let project = match project_id {
-        Some(p) => Some(world.projects.iter().find(|r| r.id.as_str() == p)?),
+        Some(p) => Some(world.project(p)?),
         None => None,
     };
     let workspace_id = project.map_or(id, |p| p.workspace.as_str());
-    let workspace = world
-        .workspaces
-        .iter()
-        .find(|w| w.id.as_str() == workspace_id);
+    let workspace = world.workspace(workspace_id);
     if *ty == TYPES.workspace && workspace.is_none() {
         return None;
     }
@@ -404,7 +524,7 @@ pub fn situation(
     // The roles and grants of `who` on the scopes above, in a fixed order.
     let held = |out: &mut String, who: &str| {
         let mut roles: Vec<String> = Vec::new();
-        for m in world.memberships.iter().filter(|m| m.user.as_str() == who) {
+        for m in world.memberships_of(who) {
             let on = match m.scope {
                 Scope::Workspace if Some(m.id.as_str()) == workspace.map(|w| w.id.as_str()) => "w",
                 Scope::Project if Some(m.id.as_str()) == project.map(|p| p.id.as_str()) => "p",
@@ -412,7 +532,7 @@ pub fn situation(
             };
             roles.push(format!("{on}{}", m.role.as_str()));
         }
-        for g in world.grants.iter().filter(|g| g.user.as_str() == who) {
+        for g in world.grants_of(who) {
             if Some(g.asset.as_str()) == asset.map(|a| a.id.as_str()) {
                 roles.push(format!("a{}", g.permission.as_str()));
             }
@@ -444,7 +564,7 @@ pub fn situation(
         }
         Some(w) => {
             let _ = write!(out, " w0={}:u1 u1=", w.visibility.as_str());
-            match find_user(w.owner.as_str()) {
+            match world.user(w.owner.as_str()) {
                 Some(owner) => {
                     person(&mut out, owner);
                     held(&mut out, w.owner.as_str());
@@ -486,7 +606,7 @@ impl Places<'_> {
     /// Writes which place the named entity `uid` is (`u0`, `u1`, `a0`,
     /// `p0`, `w0`, a place's role group such as `w0/editors`, or `-`) and,
     /// for a role group, whether users `0` and `1` are in it over `world`.
-    fn write_named(&self, world: &World, uid: &EntityUid, out: &mut String) {
+    fn write_named(&self, world: &Lookup<'_>, uid: &EntityUid, out: &mut String) {
         let ty = uid.type_name();
         let id = uid.id().unescaped();
         let is = |place: Option<&str>| place == Some(id);
@@ -514,7 +634,7 @@ impl Places<'_> {
 
     /// [`Places::write_named`] for the role group `uid`: which place's
     /// group it is, if any, and whether users `0` and `1` are in it.
-    fn write_named_group(&self, world: &World, uid: &EntityUid, out: &mut String) {
+    fn write_named_group(&self, world: &Lookup<'_>, uid: &EntityUid, out: &mut String) {
         // `scope/id/group`: group names hold no `/`, ids may.
         let place = uid
             .id()
@@ -538,10 +658,10 @@ impl Places<'_> {
             }
             None => out.push('-'),
         }
-        if in_group(world, self.user, uid) {
+        if world.in_group(self.user, uid) {
             out.push_str("+u0");
         }
-        if self.owner.is_some_and(|owner| in_group(world, owner, uid)) {
+        if self.owner.is_some_and(|owner| world.in_group(owner, uid)) {
             out.push_str("+u1");
         }
     }
