@@ -14,7 +14,7 @@ use crate::decision::{Authn, DecideError, DecisionInput, EntityRef, RawDecision}
 use crate::domain::World;
 use crate::policy::PolicyEngine;
 use crate::store::facts::FactKeys;
-use crate::store::manage::SubjectScope;
+use crate::store::manage::{CandidateRound, SubjectScope};
 use crate::store::{Store, StoreError};
 use serde_json::{Map, Value};
 
@@ -126,7 +126,7 @@ impl Candidates<'_> {
         store: &Store,
         after: &str,
         size: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<CandidateRound, StoreError> {
         store
             .read_again_if_lost(|| self.fetch_once(store, after, size))
             .await
@@ -137,19 +137,18 @@ impl Candidates<'_> {
         store: &Store,
         after: &str,
         size: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<CandidateRound, StoreError> {
+        let complete = |ids| CandidateRound { ids, through: None };
         match self {
             Candidates::Resources { principal, scope } => match scope.ty.as_str() {
-                "Workspace" => {
-                    store
-                        .workspace_candidates(&principal.user, after, size)
-                        .await
-                }
-                "Project" => {
-                    store
-                        .project_candidates(&principal.user, &scope.workspace, after, size)
-                        .await
-                }
+                "Workspace" => store
+                    .workspace_candidates(&principal.user, after, size)
+                    .await
+                    .map(complete),
+                "Project" => store
+                    .project_candidates(&principal.user, &scope.workspace, after, size)
+                    .await
+                    .map(complete),
                 _ => {
                     store
                         .asset_candidates(
@@ -162,9 +161,10 @@ impl Candidates<'_> {
                         .await
                 }
             },
-            Candidates::Subjects { within, .. } => {
-                store.subject_candidates(within, after, size).await
-            }
+            Candidates::Subjects { within, .. } => store
+                .subject_candidates(within, after, size)
+                .await
+                .map(complete),
         }
     }
 
@@ -238,7 +238,7 @@ async fn page(
     let mut after = ask.after.to_string();
     let mut found = Found::default();
     for _ in 0..ROUNDS {
-        let ids = candidates.fetch(store, &after, size).await?;
+        let CandidateRound { ids, through } = candidates.fetch(store, &after, size).await?;
         let mut keys = FactKeys::default();
         let mut inputs = Vec::with_capacity(ids.len());
         for id in &ids {
@@ -266,7 +266,12 @@ async fn page(
             return Ok(found);
         }
         if (ids.len() as i64) < size {
-            return Ok(found);
+            // Fewer than asked for: none left, unless the round read only
+            // part of the ids (then it goes on past what it read).
+            match through {
+                Some(through) => after = through,
+                None => return Ok(found),
+            }
         }
     }
     // Many candidates, few allowed: a partial page, and where to go on.

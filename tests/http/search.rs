@@ -914,3 +914,149 @@ async fn action_search_finds_what_checks_allow(db: Db) {
 }
 
 both_backends!(actions, action_search_finds_what_checks_allow);
+
+/// 60 workspaces of two projects of 25 assets (3,000 in all, every 7th
+/// public by link). `many` owns w03 and is a viewer of w00-w09 and
+/// w40-w59, a project viewer in w12 and granted one asset in w25 and one in
+/// w45 (between them 1,500 assets it has no role on); `few` is a viewer of
+/// w05, a project editor in w27 and granted one asset in w28 and one in
+/// w06.
+fn many_workspaces() -> Value {
+    let mut workspaces = Vec::new();
+    let mut projects = Vec::new();
+    let mut assets = Vec::new();
+    let mut memberships = Vec::new();
+    for w in 0..60 {
+        let ws = format!("w{w:02}");
+        let owner = if w == 3 { "many" } else { "owner" };
+        workspaces.push(json!({"id": ws, "owner": owner}));
+        if !(10..40).contains(&w) && w != 3 {
+            memberships
+                .push(json!({"user": "many", "scope": "workspace", "id": ws, "role": "viewer"}));
+        }
+        for p in 0..2 {
+            let project = format!("{ws}p{p}");
+            projects.push(json!({"id": project, "workspace": ws}));
+            for a in 0..25 {
+                let id = format!("{project}a{a:02}");
+                assets.push(if (w * 50 + p * 25 + a) % 7 == 0 {
+                    json!({"id": id, "project": project, "visibility": "public", "public_access": "read"})
+                } else {
+                    json!({"id": id, "project": project})
+                });
+            }
+        }
+    }
+    memberships.extend([
+        json!({"user": "many", "scope": "project", "id": "w12p1", "role": "viewer"}),
+        json!({"user": "few", "scope": "workspace", "id": "w05", "role": "viewer"}),
+        json!({"user": "few", "scope": "project", "id": "w27p1", "role": "editor"}),
+    ]);
+    json!({
+        "users": [{"id": "many", "kind": "registered"}, {"id": "few", "kind": "registered"},
+                  {"id": "owner", "kind": "registered"}],
+        "workspaces": workspaces, "projects": projects, "assets": assets,
+        "memberships": memberships,
+        "grants": [
+            {"user": "many", "asset": "w25p1a10", "permission": "read"},
+            {"user": "many", "asset": "w45p1a03", "permission": "read"},
+            {"user": "few", "asset": "w28p0a03", "permission": "read"},
+            {"user": "few", "asset": "w06p0a00", "permission": "read"}
+        ]
+    })
+}
+
+/// An unscoped asset search lists, page after page whatever the page size,
+/// exactly the assets the user has a relation to that the policies let it
+/// read (checked one by one), in byte order, and never an asset it reaches
+/// only by a public link: for a user of most workspaces, whose candidates
+/// Postgres reads in id order a slice at a time, and for a user of few,
+/// whose candidates it reads per relation.
+async fn unscoped_search_of_a_user_of_many_workspaces(db: Db) {
+    let app = spawn_configured(db, None, None, |_| {}).await;
+    let world = many_workspaces();
+    app.import(&world).await;
+    if db == Db::Postgres {
+        // The planner's counts, which choose how candidates are read.
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+        let store = &app.state.store;
+        // Pages of 7 read 1,024 assets a round in id order: not all 3,000.
+        let many = store.asset_candidates("many", "", "", "", 7).await.unwrap();
+        assert_eq!(many.ids.len(), 7);
+        assert_eq!(
+            many.through.as_deref(),
+            Some("w20p0a23"),
+            "read in id order, up to the 1,024th asset"
+        );
+        let few = store.asset_candidates("few", "", "", "", 7).await.unwrap();
+        assert_eq!((few.ids.len(), few.through), (7, None), "read per relation");
+    }
+    let assets: Vec<(String, String)> = world["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let id = a["id"].as_str().unwrap().to_string();
+            (id[..3].to_string(), id)
+        })
+        .collect();
+    for (user, related) in [
+        (
+            "many",
+            Box::new(|ws: &str, id: &str| {
+                !("w10".."w40").contains(&ws) || id.starts_with("w12p1") || id == "w25p1a10"
+            }) as Box<dyn Fn(&str, &str) -> bool>,
+        ),
+        (
+            "few",
+            Box::new(|ws: &str, id: &str| {
+                ws == "w05" || id.starts_with("w27p1") || id == "w28p0a03" || id == "w06p0a00"
+            }),
+        ),
+    ] {
+        let candidates: Vec<&String> = assets
+            .iter()
+            .filter(|(ws, id)| related(ws, id))
+            .map(|(_, id)| id)
+            .collect();
+        let requests: Vec<Value> = candidates
+            .iter()
+            .map(|id| {
+                json!({"principal": {"type": "User", "id": user}, "action": "read",
+                       "resource": {"type": "Asset", "id": id}})
+            })
+            .collect();
+        let (status, body) = app
+            .post("/v1/check/batch", &json!({"requests": requests}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut expected: Vec<String> = candidates
+            .iter()
+            .zip(body["results"].as_array().unwrap())
+            .filter(|(_, verdict)| verdict["decision"] == "allow")
+            .map(|(id, _)| id.to_string())
+            .collect();
+        expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let least = if user == "many" { 1_500 } else { 50 };
+        assert!(
+            expected.len() > least,
+            "{user}: {} readable",
+            expected.len()
+        );
+        for limit in [7, 100, 1000] {
+            let walked = walk(
+                &app,
+                "/v1/search/resources",
+                json!({"principal": {"type": "User", "id": user}, "action": "read",
+                       "resource_type": "Asset", "limit": limit}),
+            )
+            .await;
+            assert_eq!(walked.len(), expected.len(), "{user}, pages of {limit}");
+            assert!(walked == expected, "{user}, pages of {limit}: another list");
+        }
+    }
+}
+both_backends!(unscoped_many, unscoped_search_of_a_user_of_many_workspaces);
