@@ -145,10 +145,11 @@ impl Candidates<'_> {
                     .workspace_candidates(&principal.user, after, size)
                     .await
                     .map(complete),
-                "Project" => store
-                    .project_candidates(&principal.user, &scope.workspace, after, size)
-                    .await
-                    .map(complete),
+                "Project" => {
+                    store
+                        .project_candidates(&principal.user, &scope.workspace, after, size)
+                        .await
+                }
                 _ => {
                     store
                         .asset_candidates(

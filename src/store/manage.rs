@@ -212,25 +212,6 @@ fn invite_status(row: &sqlx::any::AnyRow, now: i64) -> Result<&'static str, Stor
     })
 }
 
-/// The first arms of an unscoped candidate query on Postgres: every
-/// workspace user `$1` owns or is a member of gives at most one page (`$3`)
-/// of its rows of `table` after the cursor (`$2`), in id order, from the
-/// index `(workspace_id, id)`. A macro so the statement stays a `&'static
-/// str`, prepared once.
-macro_rules! in_users_workspaces {
-    ($table:literal) => {
-        concat!(
-            "SELECT r.id FROM workspaces w CROSS JOIN LATERAL (SELECT id FROM ",
-            $table,
-            " WHERE workspace_id = w.id AND id > $2 ORDER BY id LIMIT $3) r WHERE w.owner_id = $1 \
-             UNION SELECT r.id FROM workspace_members m CROSS JOIN LATERAL (SELECT id FROM ",
-            $table,
-            " WHERE workspace_id = m.workspace_id AND id > $2 ORDER BY id LIMIT $3) r \
-             WHERE m.user_id = $1"
-        )
-    };
-}
-
 /// One round of search candidates ([`Store::asset_candidates`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CandidateRound {
@@ -250,55 +231,55 @@ fn scan_rows(limit: i64) -> u64 {
     (u64::try_from(limit).unwrap_or(1).max(1).next_power_of_two() * 16).clamp(1024, 16_384)
 }
 
-/// The unscoped asset candidates of user `$1` after `$2`, at most `$3`, on
-/// Postgres, one of two ways chosen by the statement itself:
+/// The unscoped candidates of user `$1` in `table` (`assets` or
+/// `projects`, both with a `workspace_id`) after `$2`, at most `$3`, on
+/// Postgres: those of the workspaces the user owns or is a member of,
+/// read one of two ways chosen by the statement itself, and those of
+/// `other_arms` (`UNION SELECT ...` of the user's other relations).
 ///
 /// - **Per relation** (most users): every workspace the user owns or is a
-///   member of gives at most one page of its assets after the cursor (a
+///   member of gives at most one page of its rows after the cursor (a
 ///   LATERAL subquery on the index (workspace_id, id)), so a round reads
-///   about `$3` rows per workspace, however many assets each holds.
+///   about `$3` rows per workspace, however many each holds.
 /// - **In id order** (users of many workspaces, for whom that is many
-///   pages a round: 58 ms a page for a member of 1,001 workspaces of the
-///   100k bench world): the assets after the cursor are read in id order,
-///   [`scan_rows`] of them, and those of the user's workspaces kept. Then
-///   the candidates are complete only up to the last asset read, which
-///   comes back as a row with `through` set, and the other arms are cut
-///   there too.
+///   pages a round: 57 ms a page of assets for a viewer of the 1,001
+///   workspaces of the 100k bench world): the rows after the cursor are
+///   read in id order, [`scan_rows`] of them, and those of the user's
+///   workspaces kept. Then the candidates are complete only up to the last
+///   row read, which comes back as a row with `through` set, and the other
+///   arms are cut there too.
 ///
 /// The second is chosen when it reads fewer rows: with `W` the user's
-/// workspaces of `T`, holding `N` assets in all, per relation reads about
+/// workspaces of `T`, holding `N` rows in all, per relation reads about
 /// `W * min($3, N/T)` and in id order `$3 * T / W` rows, each with a heap
 /// fetch (counted three times). `T` and `N` are the planner's estimates
-/// (`pg_class.reltuples`, kept by ANALYZE). The choice gates each arm
-/// with a one-time filter, so the arm not chosen is never run. Project
-/// memberships and grants add their pages as before.
-fn unscoped_assets_sql(limit: i64) -> String {
+/// (`pg_class.reltuples`, kept by ANALYZE). The choice gates each arm with
+/// a one-time filter, so the arm not chosen never runs.
+fn unscoped_sql(table: &str, other_arms: &str, limit: i64) -> String {
     let scan = scan_rows(limit);
     format!(
         "WITH gate AS MATERIALIZED (\
            SELECT (SELECT count(*) FROM (SELECT 1 FROM workspace_members WHERE user_id = $1 LIMIT 100000) m) \
                 + (SELECT count(*) FROM (SELECT 1 FROM workspaces WHERE owner_id = $1 LIMIT 100000) o) AS mine, \
                   (SELECT GREATEST(reltuples, 1) FROM pg_class WHERE oid = 'workspaces'::regclass) AS total, \
-                  (SELECT GREATEST(reltuples, 1) FROM pg_class WHERE oid = 'assets'::regclass) AS assets), \
+                  (SELECT GREATEST(reltuples, 1) FROM pg_class WHERE oid = '{table}'::regclass) AS n), \
          plan AS MATERIALIZED (\
-           SELECT mine * mine * LEAST($3, assets / total) > 3 * $3 * total AS scan FROM gate), \
+           SELECT mine * mine * LEAST($3, n / total) > 3 * $3 * total AS scan FROM gate), \
          scanned AS MATERIALIZED (\
-           SELECT id, workspace_id FROM assets WHERE id > $2 AND (SELECT scan FROM plan) \
+           SELECT id, workspace_id FROM {table} WHERE id > $2 AND (SELECT scan FROM plan) \
            ORDER BY id LIMIT {scan}), \
          through AS (SELECT max(id) AS x FROM scanned HAVING count(*) >= {scan}), \
          found AS (\
            SELECT s.id FROM scanned s WHERE s.workspace_id IN (\
              SELECT id FROM workspaces WHERE owner_id = $1 \
              UNION ALL SELECT workspace_id FROM workspace_members WHERE user_id = $1) \
-           UNION SELECT r.id FROM workspaces w CROSS JOIN LATERAL (SELECT id FROM assets \
+           UNION SELECT r.id FROM workspaces w CROSS JOIN LATERAL (SELECT id FROM {table} \
              WHERE workspace_id = w.id AND id > $2 ORDER BY id LIMIT $3) r \
              WHERE w.owner_id = $1 AND NOT (SELECT scan FROM plan) \
-           UNION SELECT r.id FROM workspace_members m CROSS JOIN LATERAL (SELECT id FROM assets \
+           UNION SELECT r.id FROM workspace_members m CROSS JOIN LATERAL (SELECT id FROM {table} \
              WHERE workspace_id = m.workspace_id AND id > $2 ORDER BY id LIMIT $3) r \
              WHERE m.user_id = $1 AND NOT (SELECT scan FROM plan) \
-           UNION SELECT a.id FROM project_members m CROSS JOIN LATERAL (SELECT id FROM assets \
-             WHERE project_id = m.project_id AND id > $2 ORDER BY id LIMIT $3) a WHERE m.user_id = $1 \
-           UNION SELECT g.asset_id FROM asset_grants g WHERE g.user_id = $1 AND g.asset_id > $2) \
+           {other_arms}) \
          (SELECT id, FALSE AS through FROM found \
           WHERE id <= COALESCE((SELECT x FROM through), id) ORDER BY id LIMIT $3) \
          UNION ALL SELECT x, TRUE FROM through"
@@ -459,7 +440,7 @@ impl Store {
         workspace: &str,
         after: &str,
         limit: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<CandidateRound, StoreError> {
         if !workspace.is_empty() {
             // Within one workspace: all of its projects after the cursor,
             // from the index (workspace_id, id), when the user owns it or
@@ -476,35 +457,37 @@ impl Store {
                         WHERE m.user_id = $1 AND p.workspace_id = $3 AND m.project_id > $2 \
                         ORDER BY m.project_id LIMIT $4) AS m\
                 ) c ORDER BY id LIMIT $4";
-            return self.ids(sql, user, after, Some(workspace), limit).await;
+            let ids = self.ids(sql, user, after, Some(workspace), limit).await?;
+            return Ok(CandidateRound { ids, through: None });
         }
         // Each workspace the user owns or is a member of gives at most one
-        // page of its projects after the cursor (on Postgres a LATERAL
-        // subquery on the index (workspace_id, id); SQLite has no LATERAL
-        // and joins), and the user's project memberships one page from the
-        // primary key (user_id, project_id).
-        let sql = match self.backend() {
+        // page of its projects after the cursor, or, for a user of many,
+        // the projects are read in id order ([`unscoped_sql`]; SQLite has
+        // no LATERAL and joins), and the user's project memberships one
+        // page from the primary key (user_id, project_id).
+        match self.backend() {
             Backend::Postgres => {
-                concat!(
-                    "SELECT id FROM (",
-                    in_users_workspaces!("projects"),
-                    " UNION SELECT id FROM (SELECT project_id AS id FROM project_members \
-                        WHERE user_id = $1 AND project_id > $2 ORDER BY project_id LIMIT $3) AS m\
-                    ) c ORDER BY id LIMIT $3"
-                )
+                let sql = unscoped_sql(
+                    "projects",
+                    "UNION SELECT id FROM (SELECT project_id AS id FROM project_members \
+                       WHERE user_id = $1 AND project_id > $2 ORDER BY project_id LIMIT $3) AS m",
+                    limit,
+                );
+                self.candidate_round(&sql, user, after, limit).await
             }
             Backend::Sqlite => {
-                "SELECT id FROM (\
+                let sql = "SELECT id FROM (\
                   SELECT p.id FROM projects p JOIN workspaces w ON w.id = p.workspace_id \
                         WHERE w.owner_id = $1 AND p.id > $2 \
                   UNION SELECT p.id FROM projects p \
                         JOIN workspace_members m ON m.workspace_id = p.workspace_id \
                         WHERE m.user_id = $1 AND p.id > $2 \
                   UNION SELECT project_id FROM project_members WHERE user_id = $1 AND project_id > $2\
-                ) c ORDER BY id LIMIT $3"
+                ) c ORDER BY id LIMIT $3";
+                let ids = self.ids(sql, user, after, None, limit).await?;
+                Ok(CandidateRound { ids, through: None })
             }
-        };
-        self.ids(sql, user, after, None, limit).await
+        }
     }
 
     /// Ids of assets (in `workspace` and/or `project` when not empty)
@@ -524,9 +507,20 @@ impl Store {
                 .await?;
             return Ok(CandidateRound { ids, through: None });
         }
-        let sql = match self.backend() {
-            Backend::Postgres => unscoped_assets_sql(limit),
-            Backend::Sqlite => "SELECT id FROM (\
+        match self.backend() {
+            Backend::Postgres => {
+                let sql = unscoped_sql(
+                    "assets",
+                    "UNION SELECT a.id FROM project_members m CROSS JOIN LATERAL (SELECT id FROM assets \
+                       WHERE project_id = m.project_id AND id > $2 ORDER BY id LIMIT $3) a \
+                       WHERE m.user_id = $1 \
+                     UNION SELECT g.asset_id FROM asset_grants g WHERE g.user_id = $1 AND g.asset_id > $2",
+                    limit,
+                );
+                self.candidate_round(&sql, user, after, limit).await
+            }
+            Backend::Sqlite => {
+                let sql = "SELECT id FROM (\
                   SELECT a.id FROM assets a JOIN workspaces w ON w.id = a.workspace_id \
                         WHERE w.owner_id = $1 \
                   UNION SELECT a.id FROM assets a \
@@ -535,10 +529,22 @@ impl Store {
                         JOIN project_members m ON m.project_id = a.project_id WHERE m.user_id = $1 \
                   UNION SELECT a.id FROM assets a \
                         JOIN asset_grants g ON g.asset_id = a.id WHERE g.user_id = $1\
-                ) c WHERE id > $2 ORDER BY id LIMIT $3"
-                .to_string(),
-        };
-        let rows = sqlx::query(&sql)
+                ) c WHERE id > $2 ORDER BY id LIMIT $3";
+                let ids = self.ids(sql, user, after, None, limit).await?;
+                Ok(CandidateRound { ids, through: None })
+            }
+        }
+    }
+
+    /// Runs an [`unscoped_sql`] statement for `user` after `after`.
+    async fn candidate_round(
+        &self,
+        sql: &str,
+        user: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<CandidateRound, StoreError> {
+        let rows = sqlx::query(sql)
             .bind(user)
             .bind(after)
             .bind(limit)
@@ -547,10 +553,9 @@ impl Store {
         let mut round = CandidateRound::default();
         for row in &rows {
             let id = text(row, "id")?;
-            let through = self.backend() == Backend::Postgres
-                && row
-                    .try_get::<bool, _>("through")
-                    .map_err(|e| StoreError::Query(format!("column through: {e}")))?;
+            let through = row
+                .try_get::<bool, _>("through")
+                .map_err(|e| StoreError::Query(format!("column through: {e}")))?;
             if through {
                 round.through = Some(id);
             } else {

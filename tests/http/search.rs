@@ -966,12 +966,19 @@ fn many_workspaces() -> Value {
     })
 }
 
-/// An unscoped asset search lists, page after page whatever the page size,
-/// exactly the assets the user has a relation to that the policies let it
-/// read (checked one by one), in byte order, and never an asset it reaches
-/// only by a public link: for a user of most workspaces, whose candidates
-/// Postgres reads in id order a slice at a time, and for a user of few,
-/// whose candidates it reads per relation.
+/// One list of [`unscoped_search_of_a_user_of_many_workspaces`]: the user,
+/// the world's list (`assets` or `projects`), which of its ids the user has
+/// a relation to, fewer than how many of them it must be able to read, and
+/// the page sizes to walk the search in.
+type Case<'a> = (&'a str, &'a str, &'a dyn Fn(&str) -> bool, usize, &'a [i64]);
+
+/// An unscoped asset or project search lists, page after page whatever the
+/// page size, exactly the resources the user has a relation to that the
+/// policies let it read (checked one by one), in byte order, and never an
+/// asset it reaches only by a public link: for a user of half the
+/// workspaces, whose candidates Postgres reads in id order a slice at a
+/// time (but for pages of 1,000 assets or 100 projects), and for a user of
+/// few, whose candidates it reads per relation.
 async fn unscoped_search_of_a_user_of_many_workspaces(db: Db) {
     let app = spawn_configured(db, None, None, |_| {}).await;
     let world = many_workspaces();
@@ -994,39 +1001,34 @@ async fn unscoped_search_of_a_user_of_many_workspaces(db: Db) {
         let few = store.asset_candidates("few", "", "", "", 7).await.unwrap();
         assert_eq!((few.ids.len(), few.through), (7, None), "read per relation");
     }
-    let assets: Vec<(String, String)> = world["assets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            let id = a["id"].as_str().unwrap().to_string();
-            (id[..3].to_string(), id)
-        })
-        .collect();
-    for (user, related) in [
-        (
-            "many",
-            Box::new(|ws: &str, id: &str| {
-                !("w10".."w40").contains(&ws) || id.starts_with("w12p1") || id == "w25p1a10"
-            }) as Box<dyn Fn(&str, &str) -> bool>,
-        ),
-        (
-            "few",
-            Box::new(|ws: &str, id: &str| {
-                ws == "w05" || id.starts_with("w27p1") || id == "w28p0a03" || id == "w06p0a00"
-            }),
-        ),
-    ] {
-        let candidates: Vec<&String> = assets
+    let many_assets = |id: &str| {
+        !("w10".."w40").contains(&&id[..3]) || id.starts_with("w12p1") || id == "w25p1a10"
+    };
+    let few_assets = |id: &str| {
+        &id[..3] == "w05" || id.starts_with("w27p1") || id == "w28p0a03" || id == "w06p0a00"
+    };
+    let many_projects = |id: &str| !("w10".."w40").contains(&&id[..3]) || id == "w12p1";
+    let few_projects = |id: &str| &id[..3] == "w05" || id == "w27p1";
+    let cases: [Case; 4] = [
+        ("many", "assets", &many_assets, 1_500, &[7, 100, 1000]),
+        ("few", "assets", &few_assets, 50, &[7, 100, 1000]),
+        ("many", "projects", &many_projects, 60, &[1, 7, 100]),
+        ("few", "projects", &few_projects, 2, &[1, 7, 100]),
+    ];
+    for (user, list, related, least, limits) in cases {
+        let ty = if list == "assets" { "Asset" } else { "Project" };
+        let candidates: Vec<&str> = world[list]
+            .as_array()
+            .unwrap()
             .iter()
-            .filter(|(ws, id)| related(ws, id))
-            .map(|(_, id)| id)
+            .map(|r| r["id"].as_str().unwrap())
+            .filter(|id| related(id))
             .collect();
         let requests: Vec<Value> = candidates
             .iter()
             .map(|id| {
                 json!({"principal": {"type": "User", "id": user}, "action": "read",
-                       "resource": {"type": "Asset", "id": id}})
+                       "resource": {"type": ty, "id": id}})
             })
             .collect();
         let (status, body) = app
@@ -1040,22 +1042,22 @@ async fn unscoped_search_of_a_user_of_many_workspaces(db: Db) {
             .map(|(id, _)| id.to_string())
             .collect();
         expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let least = if user == "many" { 1_500 } else { 50 };
         assert!(
             expected.len() > least,
-            "{user}: {} readable",
+            "{user}: {} readable {list}",
             expected.len()
         );
-        for limit in [7, 100, 1000] {
+        for &limit in limits {
             let walked = walk(
                 &app,
                 "/v1/search/resources",
                 json!({"principal": {"type": "User", "id": user}, "action": "read",
-                       "resource_type": "Asset", "limit": limit}),
+                       "resource_type": ty, "limit": limit}),
             )
             .await;
-            assert_eq!(walked.len(), expected.len(), "{user}, pages of {limit}");
-            assert!(walked == expected, "{user}, pages of {limit}: another list");
+            let what = format!("{user}, {list} in pages of {limit}");
+            assert_eq!(walked.len(), expected.len(), "{what}");
+            assert!(walked == expected, "{what}: another list");
         }
     }
 }
