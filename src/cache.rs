@@ -151,13 +151,7 @@ fn verdict_weight(key: &str, v: &Tagged<Verdict>) -> u32 {
 
 fn world_weight(key: &str, w: &Tagged<Arc<World>>) -> u32 {
     let world = &w.value;
-    let records = world.users.len()
-        + world.workspaces.len()
-        + world.projects.len()
-        + world.assets.len()
-        + world.memberships.len()
-        + world.grants.len();
-    u32::try_from(key.len() + records * RECORD_BYTES + w.bytes() + ENTRY_OVERHEAD)
+    u32::try_from(key.len() + world.records() * RECORD_BYTES + w.bytes() + ENTRY_OVERHEAD)
         .unwrap_or(u32::MAX)
 }
 

@@ -289,6 +289,16 @@ impl World {
             "grants": self.grants.len(),
         })
     }
+
+    /// Number of records in all.
+    pub fn records(&self) -> usize {
+        self.users.len()
+            + self.workspaces.len()
+            + self.projects.len()
+            + self.assets.len()
+            + self.memberships.len()
+            + self.grants.len()
+    }
 }
 
 #[cfg(test)]

@@ -296,13 +296,7 @@ fn of_user<'a, 'w: 'a, R>(
 impl<'w> Lookup<'w> {
     /// A lookup over `world`.
     pub fn new(world: &'w World) -> Self {
-        let records = world.users.len()
-            + world.workspaces.len()
-            + world.projects.len()
-            + world.assets.len()
-            + world.memberships.len()
-            + world.grants.len();
-        Self::built(world, records > SCANNED_UP_TO)
+        Self::built(world, world.records() > SCANNED_UP_TO)
     }
 
     /// A lookup over `world` through maps (`mapped`) or by scanning it:

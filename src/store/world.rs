@@ -435,13 +435,7 @@ impl Store {
             request_id,
         })
         .await?;
-        let rows = world.users.len()
-            + world.workspaces.len()
-            + world.projects.len()
-            + world.assets.len()
-            + world.memberships.len()
-            + world.grants.len();
-        if rows >= ANALYZE_AFTER_ROWS {
+        if world.records() >= ANALYZE_AFTER_ROWS {
             // Outside the transaction: the import is committed either way.
             if let Err(e) = self.analyze().await {
                 tracing::warn!(error = %e, "statistics refresh after import failed");

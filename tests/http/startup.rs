@@ -56,6 +56,27 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Imports a user owning a workspace with `key`, and asks whether the
+    /// user may delete it: allowed.
+    async fn imports_and_decides(&self, key: &str) {
+        let (status, body) = self
+            .call(key, reqwest::Method::POST, "/v1/admin/import", Some(json!({
+                "users": [{"id": "u", "kind": "registered"}], "workspaces": [{"id": "w", "owner": "u"}]})))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = self
+            .call(key, reqwest::Method::POST, "/v1/check", Some(json!({
+                "principal": {"type": "User", "id": "u"}, "action": "delete", "resource": {"type": "Workspace", "id": "w"}})))
+            .await;
+        assert_eq!(
+            (status, body["decision"].clone()),
+            (200, json!("allow")),
+            "{body}"
+        );
+    }
+}
+
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -78,17 +99,24 @@ fn stored_bytes(dir: &Path) -> Vec<u8> {
     out
 }
 
-async fn the_first_start_writes_one_working_admin_key(db: Db) {
-    let tmp = tempfile::tempdir().unwrap();
-    // The data folder does not exist yet: the first start makes it.
-    let data = tmp.path().join("data").join("warden");
+/// A fresh database of kind `db`: a new Postgres database (dropped with
+/// the first value), or SQLite in the data folder `data`; and its URL.
+async fn database(db: Db, data: &Path) -> (Option<PgDatabase>, String) {
     let pg = match db {
         Db::Postgres => Some(PgDatabase::create().await),
         Db::Sqlite => None,
     };
     let url = pg
         .as_ref()
-        .map_or_else(|| warden::store::sqlite_url(&data), PgDatabase::url);
+        .map_or_else(|| warden::store::sqlite_url(data), PgDatabase::url);
+    (pg, url)
+}
+
+async fn the_first_start_writes_one_working_admin_key(db: Db) {
+    let tmp = tempfile::tempdir().unwrap();
+    // The data folder does not exist yet: the first start makes it.
+    let data = tmp.path().join("data").join("warden");
+    let (_pg, url) = database(db, &data).await;
     let first = Application::build(&settings(&data, url.clone()))
         .await
         .unwrap_or_else(|e| panic!("first start failed: {e}"));
@@ -122,20 +150,7 @@ async fn the_first_start_writes_one_working_admin_key(db: Db) {
         key.starts_with(&format!("wdn_{id}_")),
         "the listed key is the written one"
     );
-    let (status, body) = server
-        .call(&key, reqwest::Method::POST, "/v1/admin/import", Some(json!({
-            "users": [{"id": "u", "kind": "registered"}], "workspaces": [{"id": "w", "owner": "u"}]})))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = server
-        .call(&key, reqwest::Method::POST, "/v1/check", Some(json!({
-            "principal": {"type": "User", "id": "u"}, "action": "delete", "resource": {"type": "Workspace", "id": "w"}})))
-        .await;
-    assert_eq!(
-        (status, body["decision"].clone()),
-        (200, json!("allow")),
-        "{body}"
-    );
+    server.imports_and_decides(&key).await;
     // Creating the key was audited; the key itself is stored only as a hash.
     assert_eq!(
         server.state.store.audit_event_count().await.unwrap(),
@@ -450,13 +465,7 @@ fn applied_elsewhere(version: i64, description: &str) -> String {
 async fn a_database_a_newer_build_migrated_still_starts_this_one(db: Db) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let pg = match db {
-        Db::Postgres => Some(PgDatabase::create().await),
-        Db::Sqlite => None,
-    };
-    let url = pg
-        .as_ref()
-        .map_or_else(|| warden::store::sqlite_url(&data), PgDatabase::url);
+    let (_pg, url) = database(db, &data).await;
     std::fs::create_dir_all(&data).unwrap();
     let store = warden::startup::open_store(&url).await.expect("migrated");
     execute(&url, &applied_elsewhere(9001, "from a newer build")).await;
@@ -477,20 +486,7 @@ async fn a_database_a_newer_build_migrated_still_starts_this_one(db: Db) {
     );
     let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
     let key = key.trim();
-    let (status, body) = server
-        .call(key, reqwest::Method::POST, "/v1/admin/import", Some(json!({
-            "users": [{"id": "u", "kind": "registered"}], "workspaces": [{"id": "w", "owner": "u"}]})))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = server
-        .call(key, reqwest::Method::POST, "/v1/check", Some(json!({
-            "principal": {"type": "User", "id": "u"}, "action": "delete", "resource": {"type": "Workspace", "id": "w"}})))
-        .await;
-    assert_eq!(
-        (status, body["decision"].clone()),
-        (200, json!("allow")),
-        "{body}"
-    );
+    server.imports_and_decides(key).await;
     drop(server);
 
     execute(&url, &applied_elsewhere(0, "from another line of builds")).await;
