@@ -271,11 +271,11 @@ impl DecisionInput {
     }
 
     /// The situation of this request over the world `facts` looks up
-    /// (`entities::situation`,
-    /// telling apart the entities `named` by the policies, with the action
-    /// and how the principal authenticated): requests in one situation are
-    /// decided alike. `None` when the request brings its own context or
-    /// entities, or names an unknown principal or resource.
+    /// (`entities::situation`, telling apart the entities `named` by the
+    /// policies, with the action and how the principal authenticated):
+    /// requests in one situation are decided alike. `None` when the request
+    /// brings its own context or entities, or names an unknown principal or
+    /// resource.
     pub(crate) fn situation(
         &self,
         facts: &entities::Lookup<'_>,

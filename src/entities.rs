@@ -257,9 +257,14 @@ fn by_key<R>(records: &[R], key: fn(&R) -> &str) -> HashMap<&str, Vec<&R>> {
     out
 }
 
-/// `records` by id (ids are unique in a world).
+/// `records` by id: the first of each id, as a scan finds it (ids are
+/// unique in a stored world).
 fn by_id<R>(records: &[R], id: fn(&R) -> &str) -> HashMap<&str, &R> {
-    records.iter().map(|r| (id(r), r)).collect()
+    let mut out = HashMap::with_capacity(records.len());
+    for r in records {
+        out.entry(id(r)).or_insert(r);
+    }
+    out
 }
 
 /// The record `id` names: from `map` when there is one, else found in `all`.

@@ -394,7 +394,8 @@ impl Store {
     /// know (versions past its last one), which it leaves as they are: a
     /// replica restarted on the previous release during a rolling upgrade,
     /// or a release rolled back, still starts (migrations only add to what
-    /// the previous release reads; README, "Upgrading"). An unknown applied
+    /// the previous release reads; README, "Upgrading replicas one at a
+    /// time"). An unknown applied
     /// migration before this build's last one means the database was
     /// migrated by another line of builds, and stops the start-up.
     pub async fn migrate(&self) -> Result<Vec<NewerMigration>, StoreError> {
