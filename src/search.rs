@@ -138,13 +138,12 @@ impl Candidates<'_> {
         after: &str,
         size: i64,
     ) -> Result<CandidateRound, StoreError> {
-        let complete = |ids| CandidateRound { ids, through: None };
         match self {
             Candidates::Resources { principal, scope } => match scope.ty.as_str() {
                 "Workspace" => store
                     .workspace_candidates(&principal.user, after, size)
                     .await
-                    .map(complete),
+                    .map(CandidateRound::complete),
                 "Project" => {
                     store
                         .project_candidates(&principal.user, &scope.workspace, after, size)
@@ -165,7 +164,7 @@ impl Candidates<'_> {
             Candidates::Subjects { within, .. } => store
                 .subject_candidates(within, after, size)
                 .await
-                .map(complete),
+                .map(CandidateRound::complete),
         }
     }
 

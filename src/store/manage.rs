@@ -212,7 +212,8 @@ fn invite_status(row: &sqlx::any::AnyRow, now: i64) -> Result<&'static str, Stor
     })
 }
 
-/// One round of search candidates ([`Store::asset_candidates`]).
+/// One round of search candidates ([`Store::asset_candidates`],
+/// [`Store::project_candidates`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CandidateRound {
     /// Candidate ids after the cursor, in id order.
@@ -222,6 +223,13 @@ pub struct CandidateRound {
     /// round starts after it. `None`: fewer ids than asked for means there
     /// are no more.
     pub through: Option<String>,
+}
+
+impl CandidateRound {
+    /// `ids` read with nothing past the last left unread.
+    pub fn complete(ids: Vec<String>) -> Self {
+        CandidateRound { ids, through: None }
+    }
 }
 
 /// Assets an unscoped scan reads in one round: at least 1,024, sixteen
@@ -458,7 +466,7 @@ impl Store {
                         ORDER BY m.project_id LIMIT $4) AS m\
                 ) c ORDER BY id LIMIT $4";
             let ids = self.ids(sql, user, after, Some(workspace), limit).await?;
-            return Ok(CandidateRound { ids, through: None });
+            return Ok(CandidateRound::complete(ids));
         }
         // Each workspace the user owns or is a member of gives at most one
         // page of its projects after the cursor, or, for a user of many,
@@ -485,7 +493,7 @@ impl Store {
                   UNION SELECT project_id FROM project_members WHERE user_id = $1 AND project_id > $2\
                 ) c ORDER BY id LIMIT $3";
                 let ids = self.ids(sql, user, after, None, limit).await?;
-                Ok(CandidateRound { ids, through: None })
+                Ok(CandidateRound::complete(ids))
             }
         }
     }
@@ -505,7 +513,7 @@ impl Store {
             let ids = self
                 .scoped_asset_candidates(user, workspace, project, after, limit)
                 .await?;
-            return Ok(CandidateRound { ids, through: None });
+            return Ok(CandidateRound::complete(ids));
         }
         match self.backend() {
             Backend::Postgres => {
@@ -531,7 +539,7 @@ impl Store {
                         JOIN asset_grants g ON g.asset_id = a.id WHERE g.user_id = $1\
                 ) c WHERE id > $2 ORDER BY id LIMIT $3";
                 let ids = self.ids(sql, user, after, None, limit).await?;
-                Ok(CandidateRound { ids, through: None })
+                Ok(CandidateRound::complete(ids))
             }
         }
     }
