@@ -294,6 +294,43 @@ fn unscoped_sql(table: &str, other_arms: &str, limit: i64) -> String {
     )
 }
 
+/// [`unscoped_sql`] on SQLite, which has no LATERAL: the same two reads,
+/// chosen the same way but for the size of a workspace, which SQLite does
+/// not keep without ANALYZE and would cost a count of the whole table on
+/// every page. Each workspace is taken to hold at least a page, so the
+/// rows are read in id order when `W * W > 3 * T`; it errs towards the
+/// read per relation, which is what every user got before. Read per
+/// relation, a workspace gives all its rows after the cursor (the index
+/// (workspace_id, id) from the cursor on; SQLite cannot stop each after a
+/// page), so the user's few workspaces are read to their end each round.
+/// The choice sits in the scan's `LIMIT` and in the list of workspaces
+/// read per relation, where SQLite evaluates it once: as a condition on
+/// each row it would be tested on every row of the index it walks.
+fn unscoped_sqlite_sql(table: &str, other_arms: &str, limit: i64) -> String {
+    let scan = scan_rows(limit);
+    format!(
+        "WITH mine(id) AS MATERIALIZED (\
+           SELECT id FROM workspaces WHERE owner_id = $1 \
+           UNION SELECT workspace_id FROM workspace_members WHERE user_id = $1), \
+         plan AS MATERIALIZED (\
+           SELECT (SELECT count(*) FROM mine) * (SELECT count(*) FROM mine) \
+                  > 3 * (SELECT max(count(*), 1) FROM workspaces) AS scan), \
+         scanned AS MATERIALIZED (\
+           SELECT id, workspace_id FROM {table} WHERE id > $2 \
+           ORDER BY id LIMIT (SELECT CASE WHEN scan THEN {scan} ELSE 0 END FROM plan)), \
+         through AS (SELECT max(id) AS x FROM scanned HAVING count(*) >= {scan}), \
+         found AS (\
+           SELECT id FROM scanned WHERE workspace_id IN (SELECT id FROM mine) \
+           UNION SELECT r.id FROM {table} r \
+             WHERE r.workspace_id IN (SELECT id FROM mine WHERE NOT (SELECT scan FROM plan)) \
+             AND r.id > $2 \
+           {other_arms}) \
+         SELECT id, through FROM (SELECT id, 0 AS through FROM found \
+           WHERE id <= COALESCE((SELECT x FROM through), id) ORDER BY id LIMIT $3) \
+         UNION ALL SELECT x, 1 FROM through"
+    )
+}
+
 impl Store {
     /// A user's kind and email, if the user exists.
     pub async fn user_info(&self, user: &str) -> Result<Option<UserInfo>, StoreError> {
@@ -470,8 +507,8 @@ impl Store {
         }
         // Each workspace the user owns or is a member of gives at most one
         // page of its projects after the cursor, or, for a user of many,
-        // the projects are read in id order ([`unscoped_sql`]; SQLite has
-        // no LATERAL and joins), and the user's project memberships one
+        // the projects are read in id order ([`unscoped_sql`],
+        // [`unscoped_sqlite_sql`]), and the user's project memberships one
         // page from the primary key (user_id, project_id).
         match self.backend() {
             Backend::Postgres => {
@@ -484,16 +521,13 @@ impl Store {
                 self.candidate_round(&sql, user, after, limit).await
             }
             Backend::Sqlite => {
-                let sql = "SELECT id FROM (\
-                  SELECT p.id FROM projects p JOIN workspaces w ON w.id = p.workspace_id \
-                        WHERE w.owner_id = $1 AND p.id > $2 \
-                  UNION SELECT p.id FROM projects p \
-                        JOIN workspace_members m ON m.workspace_id = p.workspace_id \
-                        WHERE m.user_id = $1 AND p.id > $2 \
-                  UNION SELECT project_id FROM project_members WHERE user_id = $1 AND project_id > $2\
-                ) c ORDER BY id LIMIT $3";
-                let ids = self.ids(sql, user, after, None, limit).await?;
-                Ok(CandidateRound::complete(ids))
+                let sql = unscoped_sqlite_sql(
+                    "projects",
+                    "UNION SELECT project_id FROM project_members \
+                       WHERE user_id = $1 AND project_id > $2",
+                    limit,
+                );
+                self.candidate_round(&sql, user, after, limit).await
             }
         }
     }
@@ -528,23 +562,21 @@ impl Store {
                 self.candidate_round(&sql, user, after, limit).await
             }
             Backend::Sqlite => {
-                let sql = "SELECT id FROM (\
-                  SELECT a.id FROM assets a JOIN workspaces w ON w.id = a.workspace_id \
-                        WHERE w.owner_id = $1 \
-                  UNION SELECT a.id FROM assets a \
-                        JOIN workspace_members m ON m.workspace_id = a.workspace_id WHERE m.user_id = $1 \
-                  UNION SELECT a.id FROM assets a \
-                        JOIN project_members m ON m.project_id = a.project_id WHERE m.user_id = $1 \
-                  UNION SELECT a.id FROM assets a \
-                        JOIN asset_grants g ON g.asset_id = a.id WHERE g.user_id = $1\
-                ) c WHERE id > $2 ORDER BY id LIMIT $3";
-                let ids = self.ids(sql, user, after, None, limit).await?;
-                Ok(CandidateRound::complete(ids))
+                let sql = unscoped_sqlite_sql(
+                    "assets",
+                    "UNION SELECT a.id FROM project_members m \
+                       JOIN assets a ON a.project_id = m.project_id \
+                       WHERE m.user_id = $1 AND a.id > $2 \
+                     UNION SELECT asset_id FROM asset_grants WHERE user_id = $1 AND asset_id > $2",
+                    limit,
+                );
+                self.candidate_round(&sql, user, after, limit).await
             }
         }
     }
 
-    /// Runs an [`unscoped_sql`] statement for `user` after `after`.
+    /// Runs an [`unscoped_sql`] or [`unscoped_sqlite_sql`] statement for
+    /// `user` after `after`.
     async fn candidate_round(
         &self,
         sql: &str,
@@ -561,8 +593,10 @@ impl Store {
         let mut round = CandidateRound::default();
         for row in &rows {
             let id = text(row, "id")?;
+            // A boolean on Postgres, 0 or 1 on SQLite.
             let through = row
                 .try_get::<bool, _>("through")
+                .or_else(|_| row.try_get::<i64, _>("through").map(|t| t != 0))
                 .map_err(|e| StoreError::Query(format!("column through: {e}")))?;
             if through {
                 round.through = Some(id);
