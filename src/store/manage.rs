@@ -294,18 +294,17 @@ fn unscoped_sql(table: &str, other_arms: &str, limit: i64) -> String {
     )
 }
 
-/// [`unscoped_sql`] on SQLite, which has no LATERAL: the same two reads,
-/// chosen the same way but for the size of a workspace, which SQLite does
-/// not keep without ANALYZE and would cost a count of the whole table on
-/// every page. Each workspace is taken to hold at least a page, so the
-/// rows are read in id order when `W * W > 3 * T`; it errs towards the
-/// read per relation, which is what every user got before. Read per
-/// relation, a workspace gives all its rows after the cursor (the index
-/// (workspace_id, id) from the cursor on; SQLite cannot stop each after a
-/// page), so the user's few workspaces are read to their end each round.
-/// The choice sits in the scan's `LIMIT` and in the list of workspaces
-/// read per relation, where SQLite evaluates it once: as a condition on
-/// each row it would be tested on every row of the index it walks.
+/// [`unscoped_sql`] on SQLite: the same two reads, chosen the same way
+/// but for the size of a workspace, which SQLite does not keep without
+/// ANALYZE and would cost a count of the whole table on every page. Each
+/// workspace is taken to hold at least a page, so the rows are read in id
+/// order when `W * W > 3 * T`. SQLite has no LATERAL: read per relation,
+/// each workspace (and each project of `other_arms`) gives its page
+/// through a correlated `IN (... ORDER BY id LIMIT $3)`, which SQLite runs
+/// once per workspace on the index (workspace_id, id). The choice sits in
+/// the scan's `LIMIT` and in the list of workspaces read per relation,
+/// where SQLite evaluates it once: as a condition on each row it would be
+/// tested on every row of the index it walks.
 fn unscoped_sqlite_sql(table: &str, other_arms: &str, limit: i64) -> String {
     let scan = scan_rows(limit);
     format!(
@@ -321,9 +320,9 @@ fn unscoped_sqlite_sql(table: &str, other_arms: &str, limit: i64) -> String {
          through AS (SELECT max(id) AS x FROM scanned HAVING count(*) >= {scan}), \
          found AS (\
            SELECT id FROM scanned WHERE workspace_id IN (SELECT id FROM mine) \
-           UNION SELECT r.id FROM {table} r \
-             WHERE r.workspace_id IN (SELECT id FROM mine WHERE NOT (SELECT scan FROM plan)) \
-             AND r.id > $2 \
+           UNION SELECT r.id FROM (SELECT id FROM mine WHERE NOT (SELECT scan FROM plan)) m \
+             JOIN {table} r ON r.id IN (SELECT id FROM {table} \
+               WHERE workspace_id = m.id AND id > $2 ORDER BY id LIMIT $3) \
            {other_arms}) \
          SELECT id, through FROM (SELECT id, 0 AS through FROM found \
            WHERE id <= COALESCE((SELECT x FROM through), id) ORDER BY id LIMIT $3) \
@@ -565,8 +564,9 @@ impl Store {
                 let sql = unscoped_sqlite_sql(
                     "assets",
                     "UNION SELECT a.id FROM project_members m \
-                       JOIN assets a ON a.project_id = m.project_id \
-                       WHERE m.user_id = $1 AND a.id > $2 \
+                       JOIN assets a ON a.id IN (SELECT id FROM assets \
+                         WHERE project_id = m.project_id AND id > $2 ORDER BY id LIMIT $3) \
+                       WHERE m.user_id = $1 \
                      UNION SELECT asset_id FROM asset_grants WHERE user_id = $1 AND asset_id > $2",
                     limit,
                 );
